@@ -1,0 +1,264 @@
+"""HTTP transport: one keep-alive ``requests.Session``, endpoint fail-over, timeouts and the
+few retries that are safe.
+
+Retry policy (why: an execute ``query`` that reached the server must never run twice):
+
+* connection failed before anything was sent (refused, DNS, connect timeout, TLS handshake):
+  try the next endpoint, then start over with backoff — safe for every method;
+* 429 / 503: the server refused without acting; wait (``Retry-After`` / ``X-RateLimit-Window``,
+  capped) and repeat — safe for every method;
+* the connection broke or timed out after the request went out, or 502/504: repeat only when
+  the request is idempotent (GET/HEAD/OPTIONS by default, or ``idempotent=True`` from the
+  caller — e.g. a ``continue`` of a resumable run).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+
+from remote_kernel.client import errors
+
+log = logging.getLogger("remote_kernel.client")
+
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_WAIT_STATUSES = frozenset({429, 503})
+_IDEMPOTENT_RETRY_STATUSES = frozenset({502, 504})
+_NOT_SENT_ERRORS = (
+    urllib3.exceptions.NewConnectionError,  # refused, unreachable, DNS (NameResolutionError)
+    urllib3.exceptions.ConnectTimeoutError,
+    urllib3.exceptions.SSLError,
+)
+
+
+def _not_sent(exc: BaseException) -> bool:
+    """True when the exception proves no byte of the request reached the server."""
+    if isinstance(exc, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
+        return True
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        item = stack.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, _NOT_SENT_ERRORS):
+            return True
+        if isinstance(item, BaseException):
+            stack.extend(item.args)
+            stack.append(getattr(item, "reason", None))
+            stack.append(item.__cause__)
+            stack.append(item.__context__)
+    return False
+
+
+class Transport:
+    """Sends requests to the first endpoint that answers, and remembers it."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        auth: requests.auth.AuthBase | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        verify: bool | str = True,
+        connect_retries: int = 2,
+        idempotent_retries: int = 2,
+        backoff: float = 0.25,
+        max_wait: float = 30.0,
+        pool_size: int = 10,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if not endpoints:
+            raise errors.ConfigError("no API endpoint configured (set BACKEND_ENDPOINT)")
+        self.endpoints = [e.rstrip("/") for e in endpoints]
+        self.auth = auth
+        self.timeout = (connect_timeout, read_timeout)
+        self.connect_retries = connect_retries
+        self.idempotent_retries = idempotent_retries
+        self.backoff = backoff
+        self.max_wait = max_wait
+        self._sleep = sleep
+        self._current = 0
+        self.session = requests.Session()
+        self.session.verify = verify
+        if all(_is_loopback(e) for e in self.endpoints):
+            # A proxy from the environment must not intercept a local (embedded) server.
+            self.session.trust_env = False
+        # One keep-alive pool per host; urllib3 retries are off because we decide what is safe.
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    @classmethod
+    def from_config(cls, config: Any, auth: requests.auth.AuthBase | None = None, **kwargs: Any) -> "Transport":
+        verify: bool | str = True
+        if config.skip_ssl_verify:
+            verify = False
+        elif config.ca_bundle:
+            verify = config.ca_bundle
+        return cls(
+            list(config.endpoint), auth,
+            connect_timeout=config.connection_timeout, read_timeout=config.read_timeout,
+            verify=verify, **kwargs,
+        )
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint that answered last (or the first one, before any request)."""
+        return self.endpoints[self._current]
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> "Transport":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: Any = None,
+        files: Any = None,
+        params: Any = None,
+        headers: dict[str, str] | None = None,
+        authenticated: bool = True,
+        idempotent: bool | None = None,
+        timeout: float | tuple[float, float] | None = None,
+        creating_session: bool = False,
+    ) -> requests.Response:
+        """Send one call; return the 2xx response or raise an :class:`errors.APIError`."""
+        method = method.upper()
+        if idempotent is None:
+            idempotent = method in _IDEMPOTENT_METHODS
+        call = f"{method} {path}"
+        waited = 0.0
+        connect_rounds = 0
+        idempotent_tries = 0
+        while True:
+            try:
+                response = self._send_with_failover(
+                    method, path, json=json, data=data, files=files, params=params,
+                    headers=headers, auth=self.auth if authenticated else None,
+                    timeout=timeout or self.timeout,
+                )
+            except _NothingSent as failure:
+                connect_rounds += 1
+                if connect_rounds > self.connect_retries:
+                    raise errors.ConnectionFailed(
+                        ", ".join(self.endpoints), msg=failure.describe(), request=call,
+                    ) from failure.last
+                self._pause(self.backoff * 2 ** (connect_rounds - 1))
+                continue
+            except (requests.exceptions.Timeout, requests.exceptions.ConnectionError,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                # The request may have reached the server.
+                if idempotent and idempotent_tries < self.idempotent_retries:
+                    idempotent_tries += 1
+                    log.debug("retrying idempotent %s after %s", call, type(exc).__name__)
+                    self._pause(self.backoff * 2 ** (idempotent_tries - 1))
+                    continue
+                note = "" if idempotent else "; not retried because it may have reached the server"
+                if isinstance(exc, requests.exceptions.Timeout):
+                    raise errors.RequestTimeout(
+                        self.endpoint, msg=f"no answer within {self.timeout[1]:g} s{note}", request=call,
+                    ) from None
+                raise errors.ConnectionFailed(
+                    self.endpoint, msg=f"connection lost: {_describe(exc)}{note}", request=call,
+                    hint="the connection broke mid-request; check the server and the network",
+                ) from None
+            except requests.exceptions.RequestException as exc:  # bad URL and the like
+                raise errors.ConnectionFailed(
+                    self.endpoint, msg=_describe(exc), request=call,
+                    hint="check BACKEND_ENDPOINT",
+                ) from None
+
+            status = response.status_code
+            if 200 <= status < 300:
+                return response
+            if status in _WAIT_STATUSES:
+                delay = errors.retry_after_seconds(response.headers)
+                if delay is None:
+                    delay = self.backoff * 2 ** min(idempotent_tries + connect_rounds, 6)
+                if waited + delay <= self.max_wait:
+                    log.debug("%s answered %s; waiting %.2f s", call, status, delay)
+                    waited += delay
+                    response.close()
+                    self._pause(delay)
+                    continue
+            elif status in _IDEMPOTENT_RETRY_STATUSES and idempotent and idempotent_tries < self.idempotent_retries:
+                idempotent_tries += 1
+                response.close()
+                self._pause(self.backoff * 2 ** (idempotent_tries - 1))
+                continue
+            raise errors.error_from_response(self.endpoint, response, creating_session=creating_session)
+
+    def _pause(self, seconds: float) -> None:
+        if seconds > 0:
+            self._sleep(seconds)
+
+    def _send_with_failover(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        failures: list[tuple[str, BaseException]] = []
+        count = len(self.endpoints)
+        for step in range(count):
+            index = (self._current + step) % count
+            url = self.endpoints[index] + path
+            try:
+                response = self.session.request(method, url, allow_redirects=False, **kwargs)
+            except requests.exceptions.RequestException as exc:
+                if _not_sent(exc):
+                    log.debug("endpoint %s unreachable: %s", self.endpoints[index], _describe(exc))
+                    failures.append((self.endpoints[index], exc))
+                    continue
+                self._current = index
+                raise
+            if index != self._current:
+                log.info("switched to API endpoint %s", self.endpoints[index])
+            self._current = index
+            return response
+        raise _NothingSent(failures)
+
+
+def _is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+class _NothingSent(Exception):
+    """Every endpoint failed before the request could be sent."""
+
+    def __init__(self, failures: list[tuple[str, BaseException]]):
+        super().__init__("no endpoint reachable")
+        self.failures = failures
+        self.last = failures[-1][1] if failures else None
+
+    def describe(self) -> str:
+        return "; ".join(f"{url}: {_describe(exc)}" for url, exc in self.failures)
+
+
+def _describe(exc: BaseException) -> str:
+    """A short cause without URLs' query strings or headers (no secrets live there anyway)."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS handshake failed (check BACKEND_CA_BUNDLE or BACKEND_SKIP_SSLCERT_VALIDATION)"
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "connect timed out"
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "nodename nor servname",
+                   "Temporary failure in name resolution", "No route to host",
+                   "Network is unreachable", "RemoteDisconnected", "Connection reset",
+                   "Connection aborted", "Read timed out"):
+        if marker in text:
+            return marker
+    return type(exc).__name__
