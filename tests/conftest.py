@@ -3,13 +3,16 @@ run which passes no test at all fails instead of looking green."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
 
 # Isolate every test (and every kernel/server they start) from the user's own Jupyter setup.
 _HOME = tempfile.mkdtemp(prefix="rk-tests-")
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 for var, sub in (("JUPYTER_DATA_DIR", "data"), ("JUPYTER_CONFIG_DIR", "config"),
                  ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")):
     os.environ[var] = os.path.join(_HOME, sub)

@@ -1,0 +1,189 @@
+"""The tornado application, the in-process ``start()`` and the ``remote-kernel serve`` command.
+
+``start(config)`` returns a :class:`RunningServer` (``url``, ``stop()``) on the running loop —
+the bridge kernel uses it for its private server.  ``serve`` prints the endpoint URL alone on a
+line once the server answers, then ``access key: ...`` (never the secret), and stops every
+kernel on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+
+from remote_kernel.server import keys as keys_mod
+from remote_kernel.server.base import NotFoundHandler
+from remote_kernel.server.config import ServerConfig
+from remote_kernel.server.handlers import execute, files, root, sessions
+from remote_kernel.server.sessions import SessionManager
+
+log = logging.getLogger("remote_kernel.server")
+
+_P = r"/(session|kernel)"
+_ID = r"/([^/]+)"
+
+
+@dataclass
+class ServerState:
+    config: ServerConfig
+    manager: SessionManager
+
+
+def make_app(state: ServerState) -> tornado.web.Application:
+    args = {"state": state}
+    routes = [
+        (r"/", root.RootHandler),
+        (_P + r"/?", sessions.CreateHandler),
+        (_P + r"/_/create", sessions.CreateHandler),
+        (_P + _ID + r"/interrupt", sessions.InterruptHandler),
+        (_P + _ID + r"/logs", sessions.LogsHandler),
+        (_P + _ID + r"/complete", execute.CompleteHandler),
+        (_P + _ID + r"/inspect", execute.InspectHandler),
+        (_P + _ID + r"/is_complete", execute.IsCompleteHandler),
+        (_P + _ID + r"/upload", files.UploadHandler),
+        (_P + _ID + r"/download", files.DownloadHandler),
+        (_P + _ID + r"/download_single", files.DownloadSingleHandler),
+        (_P + _ID + r"/files", files.FilesHandler),
+        (_P + _ID + r"/?", sessions.SessionHandler),
+    ]
+    return tornado.web.Application(
+        [(pattern, handler, args) for pattern, handler in routes],
+        default_handler_class=NotFoundHandler, default_handler_args=args,
+        compress_response=False, xheaders=False,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class RunningServer:
+    url: str
+    port: int
+    state: ServerState
+    http: tornado.httpserver.HTTPServer
+
+    @property
+    def manager(self) -> SessionManager:
+        return self.state.manager
+
+    async def stop(self) -> None:
+        """Stop accepting requests, then stop every kernel."""
+        self.http.stop()
+        await self.state.manager.shutdown()
+        try:
+            await asyncio.wait_for(self.http.close_all_connections(), 2)
+        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - best effort on the way out
+            pass
+
+
+async def start(config: ServerConfig) -> RunningServer:
+    """Start the server on the running event loop."""
+    if not config.keys:
+        raise ValueError("the server needs at least one access key / secret key pair")
+    manager = SessionManager(config)
+    state = ServerState(config, manager)
+    app = make_app(state)
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sockets = tornado.netutil.bind_sockets(config.port, config.host, family=family)
+    http = tornado.httpserver.HTTPServer(app, max_body_size=config.max_body_size,
+                                         idle_connection_timeout=300)
+    http.add_sockets(sockets)
+    manager.start()
+    port = sockets[0].getsockname()[1]
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    return RunningServer(f"http://{host}:{port}", port, state, http)
+
+
+# -- the command ---------------------------------------------------------------------------
+
+
+def register_serve(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="run the embedded Backend.AI-compatible server on local Jupyter kernels")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8090, help="port; 0 picks a free one")
+    parser.add_argument("--access-key", action="append", default=[],
+                        help="access key (repeat with --secret-key for several keypairs)")
+    parser.add_argument("--secret-key", action="append", default=[], help="secret key")
+    parser.add_argument("--idle-timeout", type=float, default=3600.0,
+                        help="destroy sessions unused for this many seconds (0: never)")
+    parser.add_argument("--max-sessions", type=int, default=32, help="maximum number of sessions")
+    parser.add_argument("--max-sessions-per-key", type=int, default=None,
+                        help="maximum sessions per access key (default: --max-sessions)")
+    parser.add_argument("--root", default=None, help="sessions run in ROOT/<name> (default: a temp dir)")
+    parser.add_argument("--session-cwd", default=None,
+                        help="run every session in this one directory (never deleted)")
+    parser.add_argument("--hold", type=float, default=2.5, help="long-poll hold in seconds")
+    parser.add_argument("--max-run-buffer", type=int, default=32 * 1024 * 1024,
+                        help="unacknowledged output bytes kept per run")
+    parser.add_argument("--log-level", default="WARNING")
+    parser.set_defaults(run=run_serve)
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
+    """The config, and whether keys were configured (arguments or environment)."""
+    if len(args.access_key) != len(args.secret_key):
+        raise SystemExit("remote-kernel serve: give --access-key and --secret-key in pairs")
+    configured = True
+    if args.access_key:
+        keys = dict(zip(args.access_key, args.secret_key))
+    elif keys_mod.from_environment():
+        keys = dict([keys_mod.from_environment()])
+    else:
+        configured = False
+        keys = dict([keys_mod.load_or_create()])
+    if args.max_sessions < 1 or (args.max_sessions_per_key is not None and args.max_sessions_per_key < 1):
+        raise SystemExit("remote-kernel serve: session limits must be at least 1")
+    config = ServerConfig(
+        host=args.host, port=args.port, keys=keys, root=args.root, session_cwd=args.session_cwd,
+        idle_timeout=args.idle_timeout, max_sessions=args.max_sessions,
+        max_sessions_per_key=args.max_sessions_per_key or args.max_sessions,
+        hold=args.hold, max_run_buffer=args.max_run_buffer,
+    )
+    return config, configured
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    config, configured = config_from_args(args)
+    if not is_loopback(config.host) and not configured:
+        print(f"remote-kernel serve: refusing to listen on non-loopback {config.host!r} without "
+              "configured keys (--access-key/--secret-key or BACKEND_ACCESS_KEY/BACKEND_SECRET_KEY)",
+              file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: ServerConfig) -> int:
+    try:
+        server = await start(config)
+    except OSError as exc:
+        print(f"remote-kernel serve: cannot listen on {config.host}:{config.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    print(server.url, flush=True)
+    print("access key: " + next(iter(config.keys)), flush=True)
+    await stopping.wait()
+    await server.stop()
+    return 0

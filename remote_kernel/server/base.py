@@ -1,0 +1,186 @@
+"""``BaseHandler``: API-version check, HMAC authentication, JSON body parsing, and every
+failure → problem+json (PROTOCOL.md A2, A5).  Nothing a client sends can make it answer 500."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import tornado.web
+
+from remote_kernel import protocol, signing
+from remote_kernel.server.errors import ApiError, bad_params
+
+log = logging.getLogger("remote_kernel.server")
+
+CLOCK_SKEW = timedelta(minutes=15)
+_KNOWN_MAJORS = frozenset(signing.parse_version(v)[0] for v in protocol.KNOWN_API_VERSIONS)
+_STATUS_SLUGS = {
+    400: ("invalid-api-params", "Missing or invalid API parameters."),
+    401: ("auth-failed", "Credential/signature mismatch."),
+    404: ("url-not-found", "Unknown URL path."),
+    405: ("method-not-allowed", "HTTP Method Not Allowed."),
+    413: ("invalid-api-params", "Request body too large."),
+}
+
+
+def check_version(value: str | None) -> str:
+    if not value:
+        raise ApiError(400, "generic-bad-request", "Unsupported API (major) version.",
+                       "the X-BackendAI-Version header is missing")
+    try:
+        major, _ = signing.parse_version(value)
+    except ValueError:
+        raise ApiError(400, "generic-bad-request", "Unsupported API (major) version.",
+                       "malformed X-BackendAI-Version header") from None
+    if major not in _KNOWN_MAJORS:
+        raise ApiError(400, "generic-bad-request", "Unsupported API (major) version.",
+                       f"major version {major} is not supported")
+    return value
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    authenticated = True
+
+    def initialize(self, state: Any) -> None:
+        self.state = state  # app.ServerState: config, manager
+        self.access_key: str | None = None
+        self.api_version: str | None = None
+        self._json_body: Any = None
+
+    def set_default_headers(self) -> None:
+        self.set_header("Server", "remote-kernel")
+
+    def check_xsrf_cookie(self) -> None:  # signed API, no cookies
+        pass
+
+    def prepare(self) -> None:
+        if not self.authenticated:
+            return
+        self.api_version = check_version(self.request.headers.get("X-BackendAI-Version"))
+        self.access_key = self._authenticate()
+
+    def _authenticate(self) -> str:
+        headers = self.request.headers
+        try:
+            credential = signing.parse_authorization(headers.get("Authorization"))
+        except signing.AuthHeaderError as exc:
+            if not headers.get("Authorization"):
+                raise ApiError(401, "auth-failed", "Credential/signature mismatch.", "no Authorization header")
+            raise ApiError(400, "invalid-auth-params", "Missing or invalid authorization parameters.", str(exc))
+        date_value = headers.get("X-BackendAI-Date") or headers.get("Date")
+        if not date_value:
+            raise ApiError(400, "invalid-auth-params", "Missing or invalid authorization parameters.",
+                           "missing Date header")
+        try:
+            moment = signing.parse_date(date_value)
+        except (ValueError, OverflowError):
+            raise ApiError(400, "invalid-auth-params", "Missing or invalid authorization parameters.",
+                           "malformed Date header") from None
+        if abs(datetime.now(timezone.utc) - moment) > CLOCK_SKEW:
+            raise ApiError(400, "invalid-auth-params", "Missing or invalid authorization parameters.",
+                           "the Date header is more than 15 minutes off the server's clock")
+        secret = self.state.config.keys.get(credential.access_key)
+        if secret is None:
+            raise ApiError(401, "auth-failed", "Credential/signature mismatch.", "unknown access key")
+        try:
+            expected = signing.sign(secret, self.request.method, self.request.uri, date_value,
+                                    headers.get("Host", ""), headers.get("Content-Type"),
+                                    self.api_version, self.request.body or b"")
+        except (ValueError, OverflowError, UnicodeError):
+            raise ApiError(400, "invalid-auth-params", "Missing or invalid authorization parameters.",
+                           "cannot compute the signature of this request") from None
+        if not signing.signatures_match(expected, credential.signature):
+            raise ApiError(401, "auth-failed", "Credential/signature mismatch.", "signature mismatch")
+        return credential.access_key
+
+    # -- request helpers ---------------------------------------------------------------------
+
+    def json_body(self, required: bool = True) -> dict:
+        """The body as a JSON object (older clients send JSON on GET too)."""
+        if self._json_body is not None:
+            return self._json_body
+        raw = self.request.body or b""
+        if len(raw) > self.state.config.max_json_body:
+            raise bad_params(f"JSON bodies are limited to {self.state.config.max_json_body} bytes",
+                             title="Request body too large.")
+        if not raw.strip():
+            if required:
+                raise bad_params("a JSON object body is required")
+            self._json_body = {}
+            return self._json_body
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise bad_params("the body is not valid UTF-8") from None
+        except (ValueError, RecursionError):
+            raise bad_params("the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise bad_params("the body must be a JSON object")
+        self._json_body = body
+        return body
+
+    def family(self) -> str:
+        return "/kernel" if self.request.path.startswith("/kernel") else "/session"
+
+    def session(self, ident: str, allow_dead: bool = False):
+        if "\x00" in ident:
+            raise bad_params("session names must not contain NUL bytes")
+        return self.state.manager.find(self.access_key, ident, self.family(), allow_dead)
+
+    def write_json(self, body: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(body))
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def send_problem(self, error: ApiError) -> None:
+        self.clear()
+        self.set_status(error.status)
+        self.set_header("Content-Type", protocol.PROBLEM_CONTENT_TYPE)
+        body = {"type": protocol.PROBLEM_BASE + error.slug, "title": error.title}
+        if error.msg:
+            body["msg"] = error.msg
+        if error.data:
+            body["data"] = error.data
+        self.finish(json.dumps(body))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            self.send_problem(exc)
+            return
+        if isinstance(exc, tornado.web.HTTPError) and status_code in _STATUS_SLUGS:
+            slug, title = _STATUS_SLUGS[status_code]
+            self.send_problem(ApiError(status_code, slug, title, exc.log_message if status_code != 401 else None))
+            return
+        if status_code >= 500:
+            slug, title = "internal-server-error", "Something went wrong on the server."
+        else:
+            slug, title = _STATUS_SLUGS.get(status_code, ("generic-bad-request", "Bad request."))
+        self.send_problem(ApiError(status_code, slug, title))
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, ApiError):
+            if value.status >= 500:
+                log.warning("%s %s: %s", self.request.method, self.request.path, value)
+            return
+        super().log_exception(typ, value, tb)
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, ApiError):
+            self.log_exception(type(e), e, e.__traceback__)
+            if not self._finished:
+                self.send_problem(e)
+            return
+        super()._handle_request_exception(e)
+
+
+class NotFoundHandler(BaseHandler):
+    authenticated = False
+
+    def prepare(self) -> None:
+        raise ApiError(404, "url-not-found", "Unknown URL path.")

@@ -1,0 +1,24 @@
+"""``ApiError``: a failure the API reports as problem+json (PROTOCOL.md A5).
+
+Every layer raises it with the reference's slug; the base handler turns it into the answer."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, slug: str, title: str, msg: str | None = None, data: dict | None = None):
+        super().__init__(f"{status} {slug}: {title}" + (f" ({msg})" if msg else ""))
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.msg = msg
+        self.data = data
+
+
+def bad_params(msg: str, title: str = "Missing or invalid API parameters.") -> ApiError:
+    return ApiError(400, "invalid-api-params", title, msg)
+
+
+def session_not_found(name: str, family: str = "/session") -> ApiError:
+    slug = "kernel-not-found" if family == "/kernel" else "session-not-found"
+    return ApiError(404, slug, "No such session.", f"session {name!r} not found")

@@ -1,0 +1,1 @@
+"""Request handlers, one module per service: root, sessions, execute, files."""

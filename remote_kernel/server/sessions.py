@@ -1,0 +1,461 @@
+"""``SessionManager`` / ``Session``: one Jupyter kernel per session (jupyter_client, async), its
+working directory, owner (the access key that created it), FIFO run queue, the readers that
+route the inner kernel's messages to runs, quotas and idle reaping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+
+from jupyter_client.manager import AsyncKernelManager
+
+from remote_kernel import protocol
+from remote_kernel.server import images, records
+from remote_kernel.server.batch import BatchRunner
+from remote_kernel.server.config import ServerConfig
+from remote_kernel.server.errors import ApiError, bad_params, session_not_found
+from remote_kernel.server.runs import FINISHED, WAITING_INPUT, Run
+
+log = logging.getLogger("remote_kernel.server")
+
+_NAME_RE = re.compile(protocol.SESSION_NAME_PATTERN, re.ASCII)
+# never hand the server's own credentials to user code
+_SECRET_ENV = ("BACKEND_ACCESS_KEY", "BACKEND_SECRET_KEY", "SORNA_ACCESS_KEY", "SORNA_SECRET_KEY")
+STARTING, RUNNING, DEAD, TERMINATED = "PENDING", "RUNNING", "DEAD", "TERMINATED"
+LIVENESS_PERIOD = 0.2  # how often a running cell checks that its kernel is still alive
+SHELL_TIMEOUT = 10.0
+
+
+def check_name(name: object) -> str:
+    if not isinstance(name, str) or not (protocol.SESSION_NAME_MIN <= len(name) <= protocol.SESSION_NAME_MAX) \
+            or not _NAME_RE.match(name):
+        raise bad_params("session names are 4-64 characters of letters, digits, '_', '.', '-', "
+                         "starting and ending with a letter, digit or '_'")
+    return name
+
+
+class Session:
+    def __init__(self, manager: "SessionManager", owner: str, name: str, image: str,
+                 kernel_name: str, language: str, cwd: str, owns_cwd: bool, environ: dict):
+        self.manager = manager
+        self.config = manager.config
+        self.id = str(uuid.uuid4())
+        self.owner = owner
+        self.name = name
+        self.image = image
+        self.kernel_name = kernel_name
+        self.language = language
+        self.cwd = cwd
+        self.owns_cwd = owns_cwd
+        self.environ = environ
+        self.created_at = time.time()
+        self.last_used = time.monotonic()
+        self.status = STARTING
+        self.num_queries = 0
+        self.ready = asyncio.get_running_loop().create_future()
+        self.km: AsyncKernelManager | None = None
+        self.kc = None
+        self.pgid: int | None = None
+        self.log_path = os.path.join(manager.logs_dir, self.id + ".log")
+        self.runs: dict[str, Run] = {}
+        self.active: Run | None = None
+        self._queue: asyncio.Queue[Run] = asyncio.Queue()
+        self._msg_runs: dict[str, Run] = {}
+        self._replies: dict[str, asyncio.Future] = {}
+        self._batch: BatchRunner | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._log_file = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def kernel_env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+        # the server's interpreter first, so batch "python" and the kernel agree
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        env.update(self.environ)
+        return env
+
+    async def start(self) -> None:
+        self.km = AsyncKernelManager(kernel_name=self.kernel_name,
+                                     kernel_spec_manager=self.manager.kernel_specs)
+        # kept open for the session's life: a restart launches the kernel again with it
+        self._log_file = open(self.log_path, "ab")
+        await self.km.start_kernel(cwd=self.cwd, env=self.kernel_env(), stdout=self._log_file,
+                                   stderr=self._log_file)
+        with contextlib.suppress(OSError, AttributeError, TypeError):
+            self.pgid = os.getpgid(self.km.provisioner.pid)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        await self.kc.wait_for_ready(timeout=self.config.kernel_start_timeout)
+        self._tasks = [asyncio.create_task(coro) for coro in
+                       (self._read_iopub(), self._read_shell(), self._read_stdin(), self._worker())]
+        self.status = RUNNING
+
+    async def stop(self, remove_cwd: bool = True) -> None:
+        """Stop the kernel (graceful shutdown, then the process group as a fallback)."""
+        if self.status == TERMINATED:
+            return
+        self.status = TERMINATED
+        self._fail_runs(protocol.EXIT_SESSION_VANISHED, "the session was destroyed")
+        if self._batch is not None:
+            self._batch.kill()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if self.kc is not None:
+            with contextlib.suppress(Exception):
+                self.kc.stop_channels()
+        if self.km is not None:
+            try:
+                await asyncio.wait_for(self.km.shutdown_kernel(now=False), 5)
+            except Exception:  # noqa: BLE001 - fall through to a hard kill
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.km.shutdown_kernel(now=True), 5)
+        if self.pgid is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(self.pgid, signal.SIGKILL)
+        if remove_cwd and self.owns_cwd:
+            shutil.rmtree(self.cwd, ignore_errors=True)
+        if self._log_file is not None:
+            self._log_file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.log_path)
+
+    async def restart(self) -> None:
+        self._fail_runs(protocol.EXIT_SESSION_VANISHED, "the session was restarted")
+        if self._batch is not None:
+            self._batch.kill()
+        self._msg_runs.clear()
+        try:
+            await self.km.restart_kernel(now=True)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("session %s: restart failed: %s", self.name, exc)
+            raise ApiError(500, "kernel-restart-failed", "Kernel restart failed.") from None
+        with contextlib.suppress(OSError, AttributeError, TypeError):
+            self.pgid = os.getpgid(self.km.provisioner.pid)
+        # (not kc.wait_for_ready: our shell reader owns the shell channel now)
+        deadline = time.monotonic() + self.config.kernel_start_timeout
+        while await self.shell_request("kernel_info", timeout=1.0) is None:
+            if time.monotonic() > deadline or not await self.km.is_alive():
+                raise ApiError(500, "kernel-restart-failed", "Kernel restart failed.",
+                               "the kernel did not come back")
+
+    def _fail_runs(self, exit_code: int, why: str) -> None:
+        for run in list(self.runs.values()):
+            if not run.finished:
+                run.add(records.kernel_died_records(run.jupyter, why))
+                run.finish(exit_code)
+
+    def _died(self) -> None:
+        code = None
+        with contextlib.suppress(Exception):
+            code = self.km.provisioner.process.poll()
+        self.status = DEAD
+        self._fail_runs(protocol.EXIT_SESSION_VANISHED, f"exit code {code}" if code is not None else "it exited")
+        log.warning("session %s: kernel died (exit code %s)", self.name, code)
+        self.manager.schedule_cleanup(self)
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+    def submit(self, run: Run) -> None:
+        self.runs[run.run_id] = run
+        self._queue.put_nowait(run)
+
+    def purge_runs(self) -> None:
+        """Finished runs stay fetchable until the next run starts or their TTL passes."""
+        now = time.monotonic()
+        for run_id, run in list(self.runs.items()):
+            if run.finished and run is not self.active and (
+                    self.active is not None or now - run.finished_at > self.config.finished_run_ttl):
+                del self.runs[run_id]
+
+    async def _worker(self) -> None:
+        while True:
+            run = await self._queue.get()
+            if run.finished:
+                continue
+            self.active = run
+            self.purge_runs()
+            run.start()
+            self.num_queries += 1
+            try:
+                if run.mode == protocol.MODE_BATCH:
+                    self._batch = BatchRunner(run, self.cwd, self.kernel_env(), self.language)
+                    await self._batch.execute()
+                else:
+                    await self._execute(run)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one run's failure must not stop the session
+                log.exception("session %s: run failed", self.name)
+                run.add([["stderr", f"[remote-kernel] internal error: {type(exc).__name__}\n"]])
+                run.finish(1)
+            finally:
+                self._batch = None
+                self.active = None
+
+    async def _execute(self, run: Run) -> None:
+        msg_id = self.kc.execute(run.code, silent=False, store_history=True,
+                                 allow_stdin=run.allow_stdin, stop_on_error=False)
+        run.msg_id = msg_id
+        self._msg_runs[msg_id] = run
+        try:
+            while not run.inner_done.is_set():
+                try:
+                    await asyncio.wait_for(run.inner_done.wait(), LIVENESS_PERIOD)
+                except asyncio.TimeoutError:
+                    if not await self.km.is_alive():
+                        self._died()
+                        return
+            if not run.finished:
+                run.finish(0 if run.reply_status == "ok" and not run.errored else 1)
+        finally:
+            self._msg_runs.pop(msg_id, None)
+
+    def _check_done(self, run: Run) -> None:
+        # finish right here (not in the worker) so the waiting request wakes one hop sooner
+        if run.reply_status is not None and run.idle_seen:
+            run.finish(0 if run.reply_status == "ok" and not run.errored else 1)
+
+    async def send_input(self, run: Run, text: str) -> None:
+        if run.state == WAITING_INPUT and run.mode != protocol.MODE_BATCH:
+            run.resume()
+            self.kc.input(text)
+
+    async def interrupt(self) -> None:
+        if self._batch is not None:
+            self._batch.interrupt()
+        elif self.active is not None and self.km is not None:
+            await self.km.interrupt_kernel()
+
+    # -- readers -----------------------------------------------------------------------------
+
+    async def _recv(self, channel) -> dict:
+        # straight from the socket: get_*_msg polls first, which costs a loop round per message
+        while True:
+            frames = await channel.socket.recv_multipart(copy=True)
+            try:
+                _idents, frames = self.kc.session.feed_identities(frames)
+                return self.kc.session.deserialize(frames)
+            except Exception:  # noqa: BLE001 - a malformed or unsigned message is dropped
+                log.warning("session %s: dropped a malformed kernel message", self.name)
+
+    async def _read_iopub(self) -> None:
+        while True:
+            msg = await self._recv(self.kc.iopub_channel)
+            run = self._msg_runs.get(msg.get("parent_header", {}).get("msg_id"))
+            if run is None:
+                continue
+            msg_type = msg.get("msg_type")
+            content = msg.get("content") or {}
+            if msg_type == "status":
+                if content.get("execution_state") == "idle":
+                    run.idle_seen = True
+                    self._check_done(run)
+                continue
+            if msg_type == "error":
+                run.errored = True
+            found = records.translate(msg_type, content, run.jupyter)
+            if found:
+                run.add(found)
+
+    async def _read_shell(self) -> None:
+        while True:
+            msg = await self._recv(self.kc.shell_channel)
+            parent = msg.get("parent_header", {}).get("msg_id")
+            run = self._msg_runs.get(parent)
+            if run is not None and msg.get("msg_type") == "execute_reply":
+                run.reply_status = (msg.get("content") or {}).get("status", "error")
+                self._check_done(run)
+                continue
+            future = self._replies.pop(parent, None)
+            if future is not None and not future.done():
+                future.set_result(msg.get("content") or {})
+
+    async def _read_stdin(self) -> None:
+        while True:
+            msg = await self._recv(self.kc.stdin_channel)
+            run = self._msg_runs.get(msg.get("parent_header", {}).get("msg_id"))
+            if run is None or msg.get("msg_type") != "input_request":
+                continue
+            prompt_records, options = records.input_prompt(msg.get("content") or {}, run.jupyter)
+            run.add(prompt_records)
+            run.wait_input(options)
+
+    async def shell_request(self, kind: str, timeout: float = SHELL_TIMEOUT, **kwargs) -> dict | None:
+        """complete/inspect/is_complete on the inner kernel; None when it does not answer in time
+        (it answers shell requests one at a time, so a running cell delays them)."""
+        msg_id = getattr(self.kc, kind)(**kwargs)
+        future = asyncio.get_running_loop().create_future()
+        self._replies[msg_id] = future
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            self._replies.pop(msg_id, None)
+
+    def info(self) -> dict:
+        return {
+            "sessionId": self.id, "sessionName": self.name, "kernelId": self.name,
+            "image": self.image, "lang": self.image, "kernelspec": self.kernel_name,
+            "status": self.status, "statusInfo": None, "age": int((time.time() - self.created_at) * 1000),
+            "creationTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created_at)),
+            "terminationTime": None, "numQueriesExecuted": self.num_queries,
+            "occupiedSlots": {}, "servicePorts": [], "tag": None,
+        }
+
+    def read_logs(self, limit: int = 256 * 1024) -> str:
+        try:
+            with open(self.log_path, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                size = handle.tell()
+                handle.seek(max(0, size - limit))
+                return handle.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+
+class SessionManager:
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.kernel_specs = images.ServerKernelSpecManager()
+        self._own_root = config.root is None and config.session_cwd is None
+        self.root = config.root or tempfile.mkdtemp(prefix="rk-server-")
+        os.makedirs(self.root, exist_ok=True)
+        self.logs_dir = tempfile.mkdtemp(prefix="rk-server-logs-")
+        self.sessions: dict[str, Session] = {}
+        self._reaper: asyncio.Task | None = None
+        self._cleanups: set[asyncio.Task] = set()
+
+    def start(self) -> None:
+        if self.config.idle_timeout > 0:
+            self._reaper = asyncio.create_task(self._reap())
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def find(self, owner: str, ident: str, family: str = "/session", allow_dead: bool = False) -> Session:
+        """A session of ``owner`` by name or id; another owner's session is 'not found'."""
+        for session in self.sessions.values():
+            if session.owner == owner and ident in (session.name, session.id):
+                if session.status == RUNNING or (allow_dead and session.status == DEAD):
+                    session.touch()
+                    return session
+        raise session_not_found(ident, family)
+
+    def _by_name(self, owner: str, name: str) -> Session | None:
+        for session in self.sessions.values():
+            if session.owner == owner and session.name == name:
+                return session
+        return None
+
+    # -- create / destroy --------------------------------------------------------------------
+
+    async def create(self, owner: str, name: str, image: str, environ: dict, reuse: bool,
+                     family: str = "/session") -> tuple[Session, bool]:
+        check_name(name)
+        exists_slug = "kernel-already-exists" if family == "/kernel" else "session-already-exists"
+        existing = self._by_name(owner, name)
+        if existing is not None and existing.status in (DEAD, TERMINATED):
+            await self.destroy(existing)
+            existing = None
+        if existing is not None:
+            if not reuse or existing.image != image:
+                raise ApiError(400, exists_slug, "The session already exists.",
+                               f"session {name!r} exists" + ("" if reuse else " and reuseIfExists is false")
+                               + ("" if existing.image == image else f" with another image ({existing.image!r})"))
+            await asyncio.shield(existing.ready)  # a concurrent create of the same name
+            if existing.status != RUNNING:
+                raise session_not_found(name, family)
+            existing.touch()
+            return existing, False
+        kernel_name, language = images.resolve(image, self.kernel_specs)
+        mine = [s for s in self.sessions.values() if s.owner == owner]
+        if len(mine) >= self.config.max_sessions_per_key or len(self.sessions) >= self.config.max_sessions:
+            raise ApiError(412, "quota-exceeded", "You have reached your resource limit.",
+                           f"at most {min(self.config.max_sessions_per_key, self.config.max_sessions)} sessions")
+        cwd, owns = self._workdir(name)
+        session = Session(self, owner, name, image, kernel_name, language, cwd, owns, environ)
+        self.sessions[session.id] = session
+        try:
+            await session.start()
+        except BaseException as exc:
+            log.warning("session %s: kernel failed to start: %s", name, type(exc).__name__)
+            self.sessions.pop(session.id, None)
+            await session.stop()
+            if not session.ready.done():
+                session.ready.set_result(None)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise ApiError(500, "kernel-creation-failed", "Kernel creation failed.",
+                           f"the {kernel_name!r} kernel did not start") from None
+        session.ready.set_result(None)
+        log.info("session %s started (%s, kernelspec %s)", name, session.id, kernel_name)
+        return session, True
+
+    def _workdir(self, name: str) -> tuple[str, bool]:
+        if self.config.session_cwd:
+            os.makedirs(self.config.session_cwd, exist_ok=True)
+            return self.config.session_cwd, False
+        path = os.path.join(self.root, name)
+        while os.path.lexists(path):  # the same name under another key
+            path = os.path.join(self.root, f"{name}-{uuid.uuid4().hex[:8]}")
+        os.makedirs(path)
+        return path, True
+
+    async def destroy(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        await session.stop()
+        log.info("session %s destroyed", session.name)
+
+    def schedule_cleanup(self, session: Session) -> None:
+        """A dead session: stop what is left of it now, forget it after the run TTL (its last
+        run's result stays fetchable meanwhile)."""
+        async def cleanup():
+            await asyncio.sleep(self.config.finished_run_ttl)
+            if self.sessions.get(session.id) is session:
+                await self.destroy(session)
+        task = asyncio.create_task(cleanup())
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        if session.pgid is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(session.pgid, signal.SIGKILL)
+
+    async def _reap(self) -> None:
+        period = max(0.5, min(30.0, self.config.idle_timeout / 4))
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for session in list(self.sessions.values()):
+                if session.status != STARTING and now - session.last_used > self.config.idle_timeout:
+                    log.info("session %s idle for %.0f s: destroying", session.name, now - session.last_used)
+                    with contextlib.suppress(Exception):
+                        await self.destroy(session)
+                else:
+                    session.purge_runs()
+
+    async def shutdown(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for task in list(self._cleanups):
+            task.cancel()
+        await asyncio.gather(*(self.destroy(s) for s in list(self.sessions.values())), return_exceptions=True)
+        shutil.rmtree(self.logs_dir, ignore_errors=True)
+        if self._own_root:
+            shutil.rmtree(self.root, ignore_errors=True)

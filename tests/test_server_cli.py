@@ -1,0 +1,155 @@
+"""``remote-kernel serve`` as a process: keys (arguments, environment, generated 0600 file),
+the loopback rule, quotas, idle reaping, and a SIGTERM that leaves no kernel behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import uuid
+
+import psutil
+import pytest
+import requests
+
+from remote_kernel.client import errors
+from server_fixture import start_server
+
+SERVE = [sys.executable, "-m", "remote_kernel", "serve"]
+
+
+def test_generated_keys_file(tmp_path):
+    env = dict(os.environ, JUPYTER_DATA_DIR=str(tmp_path / "data"))
+    for var in ("BACKEND_ACCESS_KEY", "BACKEND_SECRET_KEY"):
+        env.pop(var, None)
+    keys_file = tmp_path / "data" / "remote_kernel" / "server_keys.json"
+    seen = []
+    for _ in range(2):
+        proc = subprocess.Popen(SERVE + ["--port", "0", "--root", str(tmp_path / "root")], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            url = proc.stdout.readline().strip()
+            key_line = proc.stdout.readline().strip()
+            assert url.startswith("http://127.0.0.1:") and requests.get(url + "/", timeout=10).ok
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        import json
+        data = json.loads(keys_file.read_text())
+        assert key_line == "access key: " + data["access_key"]
+        assert data["secret_key"] not in out + err + key_line
+        assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+        seen.append(data["access_key"])
+    assert seen[0] == seen[1]  # kept, not regenerated
+
+
+def test_refuses_non_loopback_without_keys(tmp_path):
+    env = dict(os.environ, JUPYTER_DATA_DIR=str(tmp_path / "data"))
+    for var in ("BACKEND_ACCESS_KEY", "BACKEND_SECRET_KEY"):
+        env.pop(var, None)
+    proc = subprocess.run(SERVE + ["--host", "0.0.0.0", "--port", "0"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "non-loopback" in proc.stderr and proc.stdout == ""
+
+
+def test_environment_keys_never_reach_sessions(tmp_path):
+    access, secret = "AKENV" + uuid.uuid4().hex[:8].upper(), "env-secret-" + uuid.uuid4().hex
+    env = dict(os.environ, BACKEND_ACCESS_KEY=access, BACKEND_SECRET_KEY=secret)
+    proc = subprocess.Popen(SERVE + ["--port", "0", "--root", str(tmp_path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert proc.stdout.readline().strip() == "access key: " + access
+        from remote_kernel.client import APIConfig, Client
+        with Client(APIConfig(endpoint=[url], access_key=access, secret_key=secret)) as client:
+            client.create_session("python", name="envcheck")
+            result = client.execute("envcheck", "query",
+                                    "import os; print(os.environ.get('BACKEND_SECRET_KEY'))")
+            assert result["console"] == [["stdout", "None\n"]]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert secret not in out + err
+
+
+def test_quota_idle_timeout_and_clean_shutdown(tmp_path):
+    srv = start_server(str(tmp_path), "--max-sessions", "2", "--idle-timeout", "3")
+    try:
+        client = srv.client()
+        client.create_session("python", name="quota-1")
+        client.create_session("python", name="quota-2")
+        with pytest.raises(errors.QuotaExceeded):
+            client.create_session("python", name="quota-3")
+        kernels = psutil.Process(srv.pid).children(recursive=True)
+        assert len(kernels) >= 2
+        # forgotten sessions are reaped: their kernels stop and their directories go
+        deadline = time.monotonic() + 20
+        while os.path.exists(tmp_path / "quota-1") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not os.path.exists(tmp_path / "quota-1")
+        with pytest.raises(errors.SessionNotFound):
+            client.get_session("quota-1")
+        psutil.wait_procs(kernels, timeout=10)
+        assert not any(k.is_running() and k.status() != psutil.STATUS_ZOMBIE for k in kernels)
+        client.create_session("python", name="quota-3")  # room again
+        client.create_session("python", name="quota-4")
+        kernels = psutil.Process(srv.pid).children(recursive=True)
+    finally:
+        code = srv.stop()
+    assert code == 0
+    gone, alive = psutil.wait_procs(kernels, timeout=10)
+    assert not alive, f"kernels survived SIGTERM: {alive}"
+    assert not os.path.exists(tmp_path / "quota-3")
+
+
+def test_batch_input_free_interrupt(tmp_path):
+    """An interrupt reaches a batch subprocess too."""
+    srv = start_server(str(tmp_path))
+    try:
+        client = srv.client()
+        client.create_session("python", name="batchint")
+        import threading
+        box = {}
+
+        def go():
+            box["events"] = list(client.run("batchint", "", mode="batch",
+                                            options={"exec": "echo start; sleep 60; echo never"}))
+            box["t"] = time.monotonic()
+
+        t = threading.Thread(target=go)
+        t.start()
+        time.sleep(1.0)
+        start = time.monotonic()
+        client.interrupt("batchint")
+        t.join(10)
+        assert not t.is_alive() and box["t"] - start < 2.0
+        done = box["events"][-1]
+        assert done.exit_code == 130
+        assert "never" not in "".join(str(e) for e in box["events"])
+    finally:
+        assert srv.stop() == 0
+
+
+def test_output_bound_with_truncation_notice(tmp_path):
+    """A run whose output is not fetched keeps at most --max-run-buffer bytes, then one notice."""
+    srv = start_server(str(tmp_path), "--max-run-buffer", "200000")
+    try:
+        client = srv.client()
+        client.create_session("python", name="flood")
+        code = "import sys\nfor i in range(3000):\n    sys.stdout.write('y' * 999 + '\\n')\nsys.stdout.flush()\nimport time; time.sleep(1)"
+        result = client.execute("flood", "query", code, None, {})
+        console = list(result["console"])
+        time.sleep(2)  # 3 MB produced while nobody fetches
+        while result["status"] != "finished":
+            result = client.execute("flood", "continue", "", result["runId"])
+            console += result["console"]
+        out = "".join(d for k, d in console if k == "stdout")
+        notices = [d for k, d in console if k == "stderr"]
+        assert len(out) < 3_000_000 and len(notices) == 1 and "truncated" in notices[0]
+        assert client.execute("flood", "query", "print('ok')")["console"] == [["stdout", "ok\n"]]
+    finally:
+        assert srv.stop() == 0
