@@ -104,7 +104,7 @@ def install(*, template: str = DEFAULT_TEMPLATE, name: str | None = None, image:
         src = Path(tmp) / name
         shutil.copytree(templates_dir() / template, src)
         (src / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n")
-        return manager.install_kernel_spec(str(src), name, user=user, prefix=prefix, replace=True)
+        return manager.install_kernel_spec(str(src), name, user=user, prefix=prefix)
 
 
 def our_specs(manager: KernelSpecManager | None = None) -> dict[str, tuple[str, dict]]:
