@@ -30,14 +30,16 @@ from traitlets import Any as AnyTrait
 from traitlets import Bool, Dict, Float, List, Unicode
 
 from remote_kernel import __version__, protocol
-from remote_kernel.client import APIConfig, InputWanted, Record, RunState, errors
+from remote_kernel.client import InputWanted, Record, RunState, errors
 from remote_kernel.kernel import directives as directives_mod
 from remote_kernel.kernel.language import language_info as derive_language_info
 from remote_kernel.kernel.outputs import OutputContext, StreamBuffer, make_error, translate
-from remote_kernel.kernel.session import RemoteSession
+from remote_kernel.kernel.embedded import EmbeddedServer
+from remote_kernel.kernel.session import RemoteSession, load_config
 
 log = logging.getLogger("remote_kernel.kernel")
 
+STREAM_MESSAGE_CHARS = 1024 * 1024
 QUICK_CALL_TIMEOUT = 4.0  # complete / inspect / is_complete: an empty answer beats a stuck UI
 
 
@@ -86,6 +88,9 @@ class RemoteKernel(Kernel):
                           "runs) when it offers them; False behaves as with a classic server.").tag(config=True)
     interrupt_grace = Float(3.0, help="Seconds after an interrupt before a second one abandons the wait.").tag(config=True)
     destroy_timeout = Float(5.0, help="Seconds shutdown waits for the remote session's destruction.").tag(config=True)
+    # ipykernel sleeps 0.5 ms before every execute_reply so that output printed *in this process*
+    # reaches iopub first; ours is sent from the worker before the cell ends, so it only costs time.
+    _execute_sleep = Float(0.0).tag(config=True)
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -94,18 +99,15 @@ class RemoteKernel(Kernel):
         self._run: CellRun | None = None
         self._outputs = OutputContext()
         self._outputs_generation = 0
-        self._config_error: Exception | None = None
-        try:
-            self.api_config = APIConfig.from_env(parent=self)
-        except errors.ConfigError as exc:
-            self._config_error = exc
-            self.api_config = APIConfig()
+        # no endpoint (or "local") → a private embedded server in this kernel's cwd
+        self.api_config, self._config_error, embedded = load_config(self)
         self.remote = RemoteSession(
             self.api_config, self.image, name_prefix=self.session_name_prefix,
             kernel_id=self._kernel_id(), resources=self.resources, environ=self.environ,
             mounts=list(self.mounts) or None, use_extensions=self.use_extensions,
+            embedded=EmbeddedServer() if embedded else None,
         )
-        if self._config_error is None and self.api_config.endpoint:
+        if self._config_error is None:
             self.remote.start()  # kernel_info answers at once; the first cell waits for this
 
     def _setup_logging(self) -> None:
@@ -138,8 +140,12 @@ class RemoteKernel(Kernel):
 
     @property
     def banner(self) -> str:  # type: ignore[override]
-        return (f"remote_kernel {__version__}: every cell runs in a remote session of image "
-                f"'{self.image}' on {self.remote.endpoint}.\nType '%remote help' for the local directives.")
+        if self.remote.embedded is not None:
+            where = (f"no remote endpoint configured: every cell runs locally, on {self.remote.endpoint}, "
+                     f"in {self.remote.embedded.cwd}")
+        else:
+            where = f"every cell runs in a remote session of image '{self.image}' on {self.remote.endpoint}"
+        return f"remote_kernel {__version__}: {where}.\nType '%remote help' for the local directives."
 
     @property
     def help_links(self) -> list:  # type: ignore[override]
@@ -266,7 +272,7 @@ class RemoteKernel(Kernel):
         if self._config_error is not None:
             raise self._config_error
         self.remote.ensure()
-        note = self.remote.take_lost_note()
+        note = (self.remote.take_start_note() or "") + (self.remote.take_lost_note() or "")
         if note:
             self._stream(run, "stderr", note)
         if self.remote.generation != self._outputs_generation:
@@ -304,7 +310,9 @@ class RemoteKernel(Kernel):
         state = RunState(mode=mode, code=code, options=options,
                          resumable=protocol.EXT_RESUMABLE_RUNS in self.remote.extensions)
         self._outputs.new_cell(run.execution_count)
-        buffer = StreamBuffer()
+        # one frontend message per HTTP result up to 1 MiB: each message costs a header, an HMAC
+        # and a JSON pass, and a result never waits for more (the buffer flushes per result)
+        buffer = StreamBuffer(max_chars=STREAM_MESSAGE_CHARS)
         error: dict | None = None
         records = 0
         stdin_refused = False

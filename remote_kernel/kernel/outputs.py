@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -55,11 +57,66 @@ def media_translator(mime: str) -> MediaTranslator:
 
 def display(data: dict, metadata: dict | None = None, transient: dict | None = None) -> Message:
     """A ``display_data`` that always carries metadata and a text/plain fallback."""
-    bundle = dict(data)
-    if "text/plain" not in bundle:
-        kinds = ", ".join(sorted(bundle)) or "empty"
+    return ("display_data", {"data": sanitize_bundle(data), "metadata": _as_dict(metadata),
+                             "transient": _as_dict(transient)})
+
+
+# nbformat's mimebundle: these types hold any JSON, every other type a string (or list of strings)
+_JSON_MIME_RE = re.compile(r"^application/(.*\+)?json$")
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _as_dict(value: Any) -> dict:
+    return dict(value) if isinstance(value, dict) and _is_json(value) else {}
+
+
+def sanitize_bundle(data: Any) -> dict:
+    """A mime bundle a notebook can store: invalid entries dropped, a text/plain fallback kept.
+    (A remote may send anything; a bundle nbformat rejects would make the notebook unsavable.)"""
+    bundle: dict = {}
+    for mime, value in (data.items() if isinstance(data, dict) else ()):
+        if not isinstance(mime, str) or not mime:
+            continue
+        if _JSON_MIME_RE.match(mime):
+            ok = _is_json(value)
+        else:
+            ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        if ok:
+            bundle[mime] = value
+        else:
+            log.debug("display bundle entry %r with an invalid value dropped", mime)
+    if not isinstance(bundle.get("text/plain"), str):
+        kinds = ", ".join(sorted(k for k in bundle if k != "text/plain")) or "empty"
         bundle["text/plain"] = f"<{kinds} output>"
-    return ("display_data", {"data": bundle, "metadata": dict(metadata or {}), "transient": dict(transient or {})})
+    return bundle
+
+
+def _sanitize(message: Message) -> Message | None:
+    """The last check on every outgoing display message (any translator, ours or registered)."""
+    msg_type, content = message
+    if msg_type not in ("display_data", "execute_result", "update_display_data") or not isinstance(content, dict):
+        return message
+    clean = {"data": sanitize_bundle(content.get("data")), "metadata": _as_dict(content.get("metadata"))}
+    transient = _as_dict(content.get("transient"))
+    if "display_id" in transient and not (isinstance(transient["display_id"], str) and transient["display_id"]):
+        del transient["display_id"]
+    if msg_type == "update_display_data" and "display_id" not in transient:
+        return None  # an update of nothing
+    if msg_type == "execute_result":
+        count = content.get("execution_count")
+        clean["execution_count"] = count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None
+        if transient:
+            clean["transient"] = transient
+    else:
+        clean["transient"] = transient
+    return msg_type, clean
 
 
 def _strip_data_uri(value: str) -> tuple[str | None, str]:
@@ -124,7 +181,8 @@ register_media_type(protocol.MIME_SORNA_DRAWING, translate_sorna_drawing)
 def translate(kind: str, data: Any, ctx: OutputContext) -> list[Message]:
     """One console record → the iopub messages to send (possibly none)."""
     try:
-        return _translate(kind, data, ctx)
+        messages = _translate(kind, data, ctx)
+        return [clean for clean in map(_sanitize, messages) if clean is not None]
     except Exception:  # a malformed record must never take the kernel down
         log.debug("record %r could not be translated", kind, exc_info=True)
         return []

@@ -1,20 +1,27 @@
 """The remote session behind one Jupyter kernel: created in the background at start, waited for
 by the first cell, re-created when it vanished, destroyed within a bounded time at shutdown.
 
+Where it runs is decided here (``load_config``): a configured endpoint is used as is (and needs
+its keys); no endpoint, or the endpoint ``local``, means a private embedded server on this
+machine (``embedded.py``) that lives as long as the kernel.
+
 All calls here block (HTTP); the kernel runs them off its event loop.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import uuid
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Mapping
 
 from remote_kernel import protocol
 from remote_kernel.client import APIConfig, Client, SessionRef, errors
+from remote_kernel.client.config import env_value
+from remote_kernel.kernel.embedded import EmbeddedServer
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +34,61 @@ class NoEndpoint(errors.ConfigError):
     """No API endpoint is configured."""
 
 
+class MissingKeys(errors.ConfigError):
+    """An endpoint is configured but its keypair is not."""
+
+
+LOCAL_ENDPOINT = "local"
+
+
+def _configured_endpoint(parent: Any, environ: Mapping[str, str]) -> tuple[list[str], str] | None:
+    """The endpoint setting before validation, and where it came from: the traitlets config
+    (kernelspec argv / config file) wins over BACKEND_ENDPOINT / SORNA_ENDPOINT."""
+    config = getattr(parent, "config", None) or {}
+    section = config.get("APIConfig") if hasattr(config, "get") else None
+    if section is not None and "endpoint" in section:
+        value = section["endpoint"]
+        if hasattr(value, "get_value"):  # a LazyConfigValue (e.g. ``+=`` in a config file)
+            value = value.get_value([])
+        items = [value] if isinstance(value, str) else list(value or [])
+        return [u.strip() for item in items for u in str(item).split(",") if u.strip()], "--APIConfig.endpoint"
+    found = env_value(environ, "ENDPOINT")
+    if found is not None:
+        return [u.strip() for u in found[1].split(",") if u.strip()], found[0]
+    return None
+
+
+def load_config(parent: Any = None, environ: Mapping[str, str] | None = None
+                ) -> tuple[APIConfig, errors.ConfigError | None, bool]:
+    """``(config, error, embedded)``: the one place that decides where the kernel's code runs.
+
+    * no endpoint, or ``local`` → ``embedded`` (a private server; the config is filled in once
+      it runs, with its fresh keys — any BACKEND_* keys are not sent to it);
+    * an endpoint → used as is; without both keys that is an ``error`` naming the variables,
+      never a silent fallback to local.
+    """
+    env = os.environ if environ is None else environ
+    setting = _configured_endpoint(parent, env)
+    if setting is None or not setting[0] or [u.lower() for u in setting[0]] == [LOCAL_ENDPOINT]:
+        return APIConfig(), None, True
+    try:
+        config = APIConfig.from_env(env, parent=parent) if parent is not None else APIConfig.from_env(env)
+    except errors.ConfigError as exc:
+        return APIConfig(), exc, False
+    missing = [name for name, value in (("BACKEND_ACCESS_KEY", config.access_key),
+                                        ("BACKEND_SECRET_KEY", config.secret_key)) if not value]
+    if missing:
+        return config, MissingKeys(
+            f"the endpoint {', '.join(config.endpoint)} is configured (by {setting[1]}) but "
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set in the environment the "
+            "kernel starts in; set both BACKEND_ACCESS_KEY and BACKEND_SECRET_KEY (or remove the endpoint, "
+            "or use the endpoint 'local', to run on a private server on this machine)"), False
+    return config, None, False
+
+
 def resolve_endpoint(config: APIConfig) -> list[str]:
-    """The endpoint(s) to use.  The one place to decide it (an embedded default may come here)."""
+    """The endpoint(s) the client uses (after ``load_config`` and, when embedded, once the
+    private server runs)."""
     if not config.endpoint:
         raise NoEndpoint(
             "no remote endpoint is configured: set BACKEND_ENDPOINT (and BACKEND_ACCESS_KEY / "
@@ -52,8 +112,11 @@ class RemoteSession:
 
     def __init__(self, config: APIConfig, image: str, *, name_prefix: str = "jupyter",
                  kernel_id: str | None = None, resources: dict | None = None,
-                 environ: dict | None = None, mounts: list | None = None, use_extensions: bool = True):
+                 environ: dict | None = None, mounts: list | None = None, use_extensions: bool = True,
+                 embedded: EmbeddedServer | None = None):
         self.config = config
+        self.embedded = embedded     # the private server, when no endpoint is configured
+        self._start_note_due = embedded is not None
         self.image = image
         self.name_prefix = name_prefix
         self.kernel_id = kernel_id
@@ -75,10 +138,19 @@ class RemoteSession:
 
     @property
     def endpoint(self) -> str:
+        if self.embedded is not None:
+            return f"the private embedded server on this machine ({self.embedded.url or 'starting'})"
         return ", ".join(self.config.endpoint) or "(no endpoint configured)"
+
+    def _embedded_config(self) -> None:
+        """Wait for the private server and point the config at it (fresh keys, in memory only)."""
+        if self.embedded is not None and not self.config.endpoint:
+            url, access_key, secret_key = self.embedded.wait()
+            self.config = APIConfig(endpoint=[url], access_key=access_key, secret_key=secret_key)
 
     def client(self) -> Client:
         if self._client is None:
+            self._embedded_config()
             resolve_endpoint(self.config)
             self._client = Client(self.config)
         return self._client
@@ -87,6 +159,7 @@ class RemoteSession:
         """A second client with short timeouts and no connect retries, usable from another
         thread while the main one waits in a long poll."""
         if self._quick is None:
+            self._embedded_config()
             resolve_endpoint(self.config)
             quick = Client(self.config)
             quick.transport.timeout = (QUICK_CONNECT_TIMEOUT, QUICK_READ_TIMEOUT)
@@ -112,6 +185,8 @@ class RemoteSession:
 
     def start(self) -> Future:
         """Begin creating the session in a background thread (idempotent while one runs)."""
+        if self.embedded is not None:
+            self.embedded.start()  # spawn now; the creation thread waits for its endpoint
         with self._lock:
             if self._creation is None or (self._creation.done() and self._creation.exception() is not None):
                 future: Future = Future()
@@ -153,6 +228,14 @@ class RemoteSession:
         note, self.lost_note = self.lost_note, None
         return note
 
+    def take_start_note(self) -> str | None:
+        """Once per kernel, on a private server: say that the code runs on this machine."""
+        if not self._start_note_due or self.embedded is None or self.embedded.url is None:
+            return None
+        self._start_note_due = False
+        return (f"remote_kernel: no remote endpoint configured — running on a private embedded server on "
+                f"this machine ({self.embedded.url}), in {self.embedded.cwd}\n")
+
     @property
     def ready(self) -> bool:
         future = self._creation
@@ -166,8 +249,8 @@ class RemoteSession:
         """Destroy the remote session, waiting at most ``timeout`` seconds.  True when done."""
         self._closed = True
         future = self._creation
-        if future is None:
-            return True
+        if future is None or self.embedded is not None:
+            return True  # a private server ends its sessions itself when it stops (close())
         done = threading.Event()
         outcome = {"ok": False}
 
@@ -204,10 +287,12 @@ class RemoteSession:
                     client.close()
                 except Exception:
                     pass
+        if self.embedded is not None:
+            self.embedded.stop()
 
     def info(self) -> dict[str, Any]:
         client = self._client
-        return {
+        info = {
             "session": self.name,
             "session id": self.ref.id if self.ref else "(not created)",
             "image": self.image,
@@ -215,3 +300,7 @@ class RemoteSession:
             "API version": client._api_version if client is not None and client._api_version else "(unknown)",
             "extensions": ", ".join(sorted(self.extensions)) or "(none)",
         }
+        if self.embedded is not None:
+            info["embedded server pid"] = self.embedded.pid if self.embedded.pid is not None else "(not started)"
+            info["working directory"] = self.embedded.cwd
+        return info
