@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from remote_kernel import protocol
 from remote_kernel.client.errors import BadResponse
-from remote_kernel.client.loop import RunState
+from remote_kernel.client.loop import InputWanted, RunState
 from remote_kernel.kernel.outputs import OutputContext, StreamBuffer, translate
 
 json_scalars = st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False) | st.text(max_size=40)
@@ -86,5 +86,7 @@ def test_execute_loop_survives_any_result(sequence, resumable):
         except BadResponse:
             return  # the one way the loop is allowed to refuse an answer: a typed error
         assert isinstance(events, list)
+        if any(isinstance(e, InputWanted) for e in events):
+            state.reply("an answer")
         if state.finished:
             return
