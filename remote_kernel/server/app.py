@@ -29,6 +29,9 @@ from remote_kernel.server.sessions import SessionManager
 
 log = logging.getLogger("remote_kernel.server")
 
+PARENT_CHECK_PERIOD = 1.0  # seconds between checks that --parent-pid still lives
+STOP_DEADLINE = 8.0  # the graceful part of a shutdown; then the kernels are killed outright
+
 _P = r"/(session|kernel)"
 _ID = r"/([^/]+)"
 
@@ -48,14 +51,15 @@ def make_app(state: ServerState) -> tornado.web.Application:
         (_P + _ID + r"/interrupt", sessions.InterruptHandler),
         (_P + _ID + r"/logs", sessions.LogsHandler),
         (_P + _ID + r"/complete", execute.CompleteHandler),
-        (_P + _ID + r"/inspect", execute.InspectHandler),
-        (_P + _ID + r"/is_complete", execute.IsCompleteHandler),
         (_P + _ID + r"/upload", files.UploadHandler),
         (_P + _ID + r"/download", files.DownloadHandler),
         (_P + _ID + r"/download_single", files.DownloadSingleHandler),
         (_P + _ID + r"/files", files.FilesHandler),
         (_P + _ID + r"/?", sessions.SessionHandler),
     ]
+    if state.config.extensions:  # Part B only: a classic server has no such endpoints
+        routes[-1:-1] = [(_P + _ID + r"/inspect", execute.InspectHandler),
+                         (_P + _ID + r"/is_complete", execute.IsCompleteHandler)]
     return tornado.web.Application(
         [(pattern, handler, args) for pattern, handler in routes],
         default_handler_class=NotFoundHandler, default_handler_args=args,
@@ -133,6 +137,10 @@ def register_serve(subparsers) -> None:
     parser.add_argument("--hold", type=float, default=2.5, help="long-poll hold in seconds")
     parser.add_argument("--max-run-buffer", type=int, default=32 * 1024 * 1024,
                         help="unacknowledged output bytes kept per run")
+    parser.add_argument("--no-extensions", dest="extensions", action="store_false",
+                        help="offer no Part B extension: behave exactly like a classic server")
+    parser.add_argument("--parent-pid", type=int, default=None, metavar="PID",
+                        help="exit (stopping every kernel) when process PID is gone")
     parser.add_argument("--log-level", default="WARNING")
     parser.set_defaults(run=run_serve)
 
@@ -155,7 +163,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
         host=args.host, port=args.port, keys=keys, root=args.root, session_cwd=args.session_cwd,
         idle_timeout=args.idle_timeout, max_sessions=args.max_sessions,
         max_sessions_per_key=args.max_sessions_per_key or args.max_sessions,
-        hold=args.hold, max_run_buffer=args.max_run_buffer,
+        hold=args.hold, max_run_buffer=args.max_run_buffer, extensions=args.extensions,
     )
     return config, configured
 
@@ -164,15 +172,47 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     config, configured = config_from_args(args)
+    if args.parent_pid is not None and parent_watch(args.parent_pid) is None:
+        print(f"remote-kernel serve: --parent-pid {args.parent_pid}: no such process", file=sys.stderr)
+        return 2
     if not is_loopback(config.host) and not configured:
         print(f"remote-kernel serve: refusing to listen on non-loopback {config.host!r} without "
               "configured keys (--access-key/--secret-key or BACKEND_ACCESS_KEY/BACKEND_SECRET_KEY)",
               file=sys.stderr)
         return 2
-    return asyncio.run(_serve(config))
+    return asyncio.run(_serve(config, args.parent_pid))
 
 
-async def _serve(config: ServerConfig) -> int:
+def parent_watch(pid: int):
+    """A function telling whether process ``pid`` still lives, or None if it is gone already.
+    A zombie counts as gone, and so does another process that reused the pid."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        born = process.create_time()
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except (psutil.Error, ValueError):
+        return None
+
+    def lives() -> bool:
+        try:
+            return process.create_time() == born and process.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+    return lives
+
+
+async def _watch_parent(pid: int, stopping: asyncio.Event) -> None:
+    lives = parent_watch(pid)
+    while lives is not None and lives():
+        await asyncio.sleep(PARENT_CHECK_PERIOD)
+    log.warning("parent process %d is gone: stopping", pid)
+    stopping.set()
+
+
+async def _serve(config: ServerConfig, parent_pid: int | None = None) -> int:
     try:
         server = await start(config)
     except OSError as exc:
@@ -184,6 +224,13 @@ async def _serve(config: ServerConfig) -> int:
         loop.add_signal_handler(signum, stopping.set)
     print(server.url, flush=True)
     print("access key: " + next(iter(config.keys)), flush=True)
+    watcher = asyncio.create_task(_watch_parent(parent_pid, stopping)) if parent_pid else None
     await stopping.wait()
-    await server.stop()
+    if watcher is not None:
+        watcher.cancel()
+    try:
+        await asyncio.wait_for(server.stop(), STOP_DEADLINE)
+    except asyncio.TimeoutError:
+        log.warning("shutdown took longer than %.0f s: killing the remaining kernels", STOP_DEADLINE)
+    server.manager.kill_all()  # whatever is left, so no kernel outlives the server
     return 0

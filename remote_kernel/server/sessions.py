@@ -34,6 +34,21 @@ _SECRET_ENV = ("BACKEND_ACCESS_KEY", "BACKEND_SECRET_KEY", "SORNA_ACCESS_KEY", "
 STARTING, RUNNING, DEAD, TERMINATED = "PENDING", "RUNNING", "DEAD", "TERMINATED"
 LIVENESS_PERIOD = 0.2  # how often a running cell checks that its kernel is still alive
 SHELL_TIMEOUT = 10.0
+KERNEL_GRACE = 3.0  # seconds a kernel gets to act on a shutdown request before it is killed
+
+
+async def _cancel_all(tasks: list[asyncio.Task]) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again as needed: on Python 3.11
+    ``asyncio.wait_for`` drops a cancellation that arrives as its awaitable completes (here:
+    the run finished by ``stop`` itself), which left the worker running and ``stop`` hung."""
+    pending = [task for task in tasks if not task.done()]
+    for _ in range(20):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=0.25)
+    log.warning("%d session task(s) ignored cancellation", len(pending))
 
 
 def check_name(name: object) -> str:
@@ -101,31 +116,24 @@ class Session:
                        (self._read_iopub(), self._read_shell(), self._read_stdin(), self._worker())]
         self.status = RUNNING
 
-    async def stop(self, remove_cwd: bool = True) -> None:
-        """Stop the kernel (graceful shutdown, then the process group as a fallback)."""
+    async def stop(self, remove_cwd: bool = True, grace: float = KERNEL_GRACE) -> None:
+        """Stop the kernel: every run gets its final result first, then a shutdown request with
+        ``grace`` seconds to act on it, then SIGKILL to its process group (its children too).
+        Bounded whatever the cell does (sleeping, waiting for input, ignoring signals)."""
         if self.status == TERMINATED:
             return
         self.status = TERMINATED
         self._fail_runs(protocol.EXIT_SESSION_VANISHED, "the session was destroyed")
         if self._batch is not None:
             self._batch.kill()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await _cancel_all(self._tasks)
         if self.kc is not None:
             with contextlib.suppress(Exception):
                 self.kc.stop_channels()
         if self.km is not None:
-            try:
-                await asyncio.wait_for(self.km.shutdown_kernel(now=False), 5)
-            except Exception:  # noqa: BLE001 - fall through to a hard kill
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.km.shutdown_kernel(now=True), 5)
-        if self.pgid is not None:
-            with contextlib.suppress(OSError):
-                os.killpg(self.pgid, signal.SIGKILL)
+            await self._halt_kernel(grace)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.km.cleanup_resources(), 2)
         if remove_cwd and self.owns_cwd:
             shutil.rmtree(self.cwd, ignore_errors=True)
         if self._log_file is not None:
@@ -133,15 +141,44 @@ class Session:
         with contextlib.suppress(OSError):
             os.unlink(self.log_path)
 
+    async def _halt_kernel(self, grace: float) -> None:
+        """Ask the kernel to shut down, wait at most ``grace`` s, then kill its process group
+        and reap it.  (Not km.shutdown_kernel: its waits are unbounded in practice when the
+        kernel is blocked, and cancelling it mid-way leaves the process running.)"""
+        km = self.km
+        process = getattr(km.provisioner, "process", None) if km.provisioner is not None else None
+        if grace > 0 and process is not None and process.poll() is None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(km.request_shutdown(), 1)
+            deadline = time.monotonic() + grace
+            while process.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        # the process group also holds whatever the cell started; it must not outlive us
+        self._kill_group()
+        if process is not None:
+            with contextlib.suppress(OSError):
+                process.kill()
+            deadline = time.monotonic() + 3
+            while process.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+
+    def _kill_group(self) -> None:
+        if self.pgid is not None and self.pgid != os.getpgid(0):
+            with contextlib.suppress(OSError):
+                os.killpg(self.pgid, signal.SIGKILL)
+
     async def restart(self) -> None:
         self._fail_runs(protocol.EXIT_SESSION_VANISHED, "the session was restarted")
         if self._batch is not None:
             self._batch.kill()
         self._msg_runs.clear()
+        # a forced restart: kill the old kernel and everything it started ourselves, so that
+        # restart_kernel finds it gone and only has to launch the new one
+        await self._halt_kernel(grace=0)
         try:
-            await self.km.restart_kernel(now=True)
+            await asyncio.wait_for(self.km.restart_kernel(now=True), self.config.kernel_start_timeout)
         except Exception as exc:  # noqa: BLE001
-            log.warning("session %s: restart failed: %s", self.name, exc)
+            log.warning("session %s: restart failed: %s", self.name, type(exc).__name__)
             raise ApiError(500, "kernel-restart-failed", "Kernel restart failed.") from None
         with contextlib.suppress(OSError, AttributeError, TypeError):
             self.pgid = os.getpgid(self.km.provisioner.pid)
@@ -340,6 +377,7 @@ class SessionManager:
         os.makedirs(self.root, exist_ok=True)
         self.logs_dir = tempfile.mkdtemp(prefix="rk-server-logs-")
         self.sessions: dict[str, Session] = {}
+        self._unstopped: set[Session] = set()  # started and not yet fully stopped (for kill_all)
         self._reaper: asyncio.Task | None = None
         self._cleanups: set[asyncio.Task] = set()
 
@@ -392,12 +430,14 @@ class SessionManager:
         cwd, owns = self._workdir(name)
         session = Session(self, owner, name, image, kernel_name, language, cwd, owns, environ)
         self.sessions[session.id] = session
+        self._unstopped.add(session)
         try:
             await session.start()
         except BaseException as exc:
             log.warning("session %s: kernel failed to start: %s", name, type(exc).__name__)
             self.sessions.pop(session.id, None)
             await session.stop()
+            self._unstopped.discard(session)
             if not session.ready.done():
                 session.ready.set_result(None)
             if isinstance(exc, asyncio.CancelledError):
@@ -421,6 +461,7 @@ class SessionManager:
     async def destroy(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
         await session.stop()
+        self._unstopped.discard(session)
         log.info("session %s destroyed", session.name)
 
     def schedule_cleanup(self, session: Session) -> None:
@@ -456,6 +497,16 @@ class SessionManager:
         for task in list(self._cleanups):
             task.cancel()
         await asyncio.gather(*(self.destroy(s) for s in list(self.sessions.values())), return_exceptions=True)
+        self.kill_all()  # sessions still starting, or whose stop failed
         shutil.rmtree(self.logs_dir, ignore_errors=True)
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def kill_all(self) -> None:
+        """Last resort on the way out: SIGKILL every kernel process group not yet stopped."""
+        for session in list(self._unstopped):
+            session._kill_group()
+            process = getattr(getattr(session.km, "provisioner", None), "process", None)
+            if process is not None:
+                with contextlib.suppress(OSError):
+                    process.kill()

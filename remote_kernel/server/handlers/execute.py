@@ -10,6 +10,7 @@ from __future__ import annotations
 from remote_kernel import protocol
 from remote_kernel.server.base import BaseHandler
 from remote_kernel.server.errors import bad_params
+from remote_kernel.server.handlers.root import classic_options
 from remote_kernel.server.runs import Run, new_run_id, valid_run_id
 
 _MODES = (protocol.MODE_QUERY, protocol.MODE_BATCH, protocol.MODE_CONTINUE, protocol.MODE_INPUT,
@@ -63,6 +64,9 @@ async def execute(handler: BaseHandler, ident: str) -> None:
     if run_id is not None and not valid_run_id(run_id):
         raise bad_params("'runId' must be null or up to 64 characters of letters, digits, '_' and '-'")
     options = _options(body)
+    classic = not handler.state.config.extensions
+    if classic:  # --no-extensions
+        options = classic_options(options)
     follow_up = mode in (protocol.MODE_CONTINUE, protocol.MODE_INPUT)
     session = handler.session(ident, allow_dead=follow_up)
 
@@ -91,7 +95,10 @@ async def execute(handler: BaseHandler, ident: str) -> None:
     session.touch()
     if handler.request.connection.stream.closed():
         return  # the client left: keep the records for its retry
-    handler.write_json({"result": run.result(cursor)})
+    result = run.result(cursor)
+    if classic:
+        del result["cursor"]
+    handler.write_json({"result": result})
 
 
 async def completions(session, code: str, options: dict) -> dict:
@@ -112,7 +119,8 @@ class CompleteHandler(BaseHandler):
         if not isinstance(code, str):
             raise bad_params("'code' must be a string")
         session = self.session(ident)
-        self.write_json({"result": await completions(session, code, _options(body))})
+        options = _options(body) if self.state.config.extensions else classic_options(_options(body))
+        self.write_json({"result": await completions(session, code, options)})
 
 
 class _ForwardHandler(BaseHandler):

@@ -6,6 +6,13 @@ from remote_kernel import protocol
 from remote_kernel.server.base import BaseHandler
 
 EXTENSIONS = [protocol.EXT_JUPYTER_OUTPUTS, protocol.EXT_RESUMABLE_RUNS]
+# request options that belong to the extensions; a server started with --no-extensions drops
+# them, so it answers exactly as a classic server does whatever a client sends
+PART_B_OPTIONS = frozenset({"outputs", "allowStdin", "cursor", "jupyter"})
+
+
+def classic_options(options: dict) -> dict:
+    return {key: value for key, value in options.items() if key not in PART_B_OPTIONS}
 
 
 class RootHandler(BaseHandler):
@@ -13,4 +20,4 @@ class RootHandler(BaseHandler):
 
     def get(self) -> None:
         self.write_json({"version": protocol.SERVER_API_VERSION, "manager": "remote-kernel",
-                         "extensions": EXTENSIONS})
+                         "extensions": EXTENSIONS if self.state.config.extensions else []})

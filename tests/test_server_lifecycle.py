@@ -1,0 +1,333 @@
+"""Server lifecycle against the real ``remote-kernel serve`` process and real kernels:
+``--no-extensions``, ``--parent-pid`` with keys from the environment, bounded shutdown on
+SIGTERM whatever a cell does, DELETE/PATCH of a session that runs or waits for input, no
+kernel process left behind, and ``--session-cwd``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import psutil
+import pytest
+import requests
+
+from remote_kernel import protocol
+from server_fixture import start_server
+
+SERVE = [sys.executable, "-m", "remote_kernel", "serve"]
+
+
+def descendants(pid: int) -> set[int]:
+    """Live (non-zombie) descendant processes of ``pid``."""
+    found = set()
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return found
+    for child in children:
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                found.add(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def alive(pids) -> set[int]:
+    out = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.add(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def wait_for(predicate, timeout: float, period: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(period)
+    return predicate()
+
+
+def run_until(client, name: str, code: str, statuses: tuple[str, ...], options=None) -> dict:
+    """Start ``code`` and continue until the run reports one of ``statuses`` (or finishes);
+    the last result, with the console records of all results."""
+    result = client.execute(name, protocol.MODE_QUERY, code, options=options)
+    console = list(result["console"])
+    deadline = time.monotonic() + 60
+    while result["status"] not in statuses + (protocol.STATUS_FINISHED,):
+        assert time.monotonic() < deadline, result
+        result = client.execute(name, protocol.MODE_CONTINUE, run_id=result["runId"])
+        console.extend(result["console"])
+    return dict(result, console=console)
+
+
+def kill_leftovers(pids) -> None:
+    for pid in alive(pids):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = start_server(str(tmp_path_factory.mktemp("lifecycle-root")))
+    kids = set()
+    try:
+        yield srv
+    finally:
+        kids = descendants(srv.pid)
+        code = srv.stop()
+        survivors = alive(kids)
+        kill_leftovers(survivors)
+    assert code == 0
+    assert not survivors, f"kernel processes survived the server: {survivors}"
+
+
+# ---- 1. --no-extensions ----------------------------------------------------------------------
+
+def test_no_extensions_behaves_as_part_a(tmp_path):
+    srv = start_server(str(tmp_path), "--no-extensions")
+    try:
+        info = requests.get(srv.url + "/", timeout=10).json()
+        assert info["extensions"] == []
+        client = srv.client()
+        assert not client.extensions
+        client.create_session("python", name="classic")
+        # the Part B opt-in is ignored: rich output and errors come back as classic records
+        result = run_until(client, "classic", "from IPython.display import HTML\n"
+                           "display(HTML('<b>x</b>'))\n1/0",
+                           (), options={"outputs": "jupyter", "allowStdin": False, "cursor": 0})
+        kinds = [record[0] for record in result["console"]]
+        assert "display" not in kinds and "error" not in kinds, result
+        assert ["html", "<b>x</b>"] in result["console"], result
+        assert any(k == "stderr" and "ZeroDivisionError" in d for k, d in result["console"]), result
+        assert "cursor" not in result
+        # input prompts go to stdout, and allowStdin: false does not refuse input
+        result = run_until(client, "classic", "x = input('Name? ')", (protocol.STATUS_WAITING_INPUT,),
+                           options={"outputs": "jupyter", "allowStdin": False})
+        assert result["status"] == protocol.STATUS_WAITING_INPUT, result
+        assert ["stdout", "Name? "] in result["console"], result
+        assert "prompt" not in (result["options"] or {})
+        result = client.execute("classic", protocol.MODE_INPUT, "bob", run_id=result["runId"])
+        while result["status"] != protocol.STATUS_FINISHED:
+            result = client.execute("classic", protocol.MODE_CONTINUE, run_id=result["runId"])
+        assert run_until(client, "classic", "print(x)", ())["console"] == [["stdout", "bob\n"]]
+        # the extension-only endpoints are not there
+        answer = srv.signed_request("POST", "/session/classic/inspect", {"code": "x", "cursor_pos": 1})
+        assert answer.status_code == 404
+        # complete's Jupyter form is ignored: the classic answer comes back
+        completed = client.complete("classic", "pri", {"jupyter": True, "cursor_pos": 3})
+        assert completed.get("status") == "finished" and "print" in completed.get("completions", []), completed
+    finally:
+        assert srv.stop() == 0
+
+
+def test_extensions_listed_by_default(server):
+    info = requests.get(server.url + "/", timeout=10).json()
+    assert set(info["extensions"]) == {protocol.EXT_JUPYTER_OUTPUTS, protocol.EXT_RESUMABLE_RUNS}
+
+
+# ---- 2. --parent-pid, keys from the environment ------------------------------------------------
+
+def test_parent_pid_exit_and_environment_keys(tmp_path):
+    access, secret = "AKPAR" + uuid.uuid4().hex[:8].upper(), "parent-secret-" + uuid.uuid4().hex
+    parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    env = dict(os.environ, BACKEND_ACCESS_KEY=access, BACKEND_SECRET_KEY=secret)
+    proc = subprocess.Popen(SERVE + ["--port", "0", "--root", str(tmp_path), "--parent-pid", str(parent.pid)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    kernels: set[int] = set()
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0"), url
+        assert proc.stdout.readline().strip() == "access key: " + access
+        assert secret not in " ".join(psutil.Process(proc.pid).cmdline())
+        from remote_kernel.client import APIConfig, Client
+        with Client(APIConfig(endpoint=[url], access_key=access, secret_key=secret)) as client:
+            client.create_session("python", name="orphan")
+            client.execute("orphan", protocol.MODE_QUERY, "import time; time.sleep(60)")
+            kernels = descendants(proc.pid)
+            assert kernels
+            time.sleep(1.5)
+            assert proc.poll() is None, "the server exited while its parent lives"
+            parent.kill()  # not reaped: a zombie parent counts as gone too
+            started = time.monotonic()
+            proc.wait(15)
+            assert time.monotonic() - started < 12
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=10)
+        parent.kill()
+        parent.wait()
+        survivors = alive(kernels)
+        kill_leftovers(survivors)
+    assert proc.returncode == 0
+    assert not survivors, f"kernels survived the server: {survivors}"
+    assert secret not in out + err
+
+
+def test_parent_pid_must_exist(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    proc = subprocess.run(SERVE + ["--port", "0", "--root", str(tmp_path), "--parent-pid", str(gone.pid)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--parent-pid" in proc.stderr
+
+
+# ---- 3. SIGTERM while a cell sleeps ---------------------------------------------------------------
+
+def test_sigterm_with_running_and_input_waiting_cells(tmp_path):
+    srv = start_server(str(tmp_path))
+    try:
+        client = srv.client()
+        before = descendants(srv.pid)
+        client.create_session("python", name="sleeper")
+        client.create_session("python", name="asker")
+        # a cell that also starts a child process of its own
+        client.execute("sleeper", protocol.MODE_QUERY,
+                       "import subprocess, time\nsubprocess.Popen(['sleep', '120'])\ntime.sleep(60)")
+        asked = run_until(client, "asker", "input('? ')", (protocol.STATUS_WAITING_INPUT,))
+        assert asked["status"] == protocol.STATUS_WAITING_INPUT
+        assert wait_for(lambda: len(descendants(srv.pid) - before) >= 3, 10)
+        kernels = descendants(srv.pid) - before
+        started = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        srv.proc.wait(15)
+        assert time.monotonic() - started < 10
+        assert srv.proc.returncode == 0
+        survivors = alive(kernels)
+        kill_leftovers(survivors)
+        assert not survivors, f"kernel processes survived SIGTERM: {survivors}"
+    finally:
+        if srv.alive():
+            os.killpg(srv.pid, signal.SIGKILL)
+
+
+# ---- 4./5. DELETE and PATCH of busy sessions, no leaks ---------------------------------------
+
+@pytest.mark.parametrize("busy", ["input", "sleep"])
+def test_delete_busy_session_is_prompt_and_leaves_nothing(server, busy):
+    client = server.client()
+    name = f"del-{busy}"
+    before = descendants(server.pid)
+    client.create_session("python", name=name)
+    if busy == "input":
+        result = run_until(client, name, "input('? ')", (protocol.STATUS_WAITING_INPUT,))
+        assert result["status"] == protocol.STATUS_WAITING_INPUT
+    else:
+        result = client.execute(name, protocol.MODE_QUERY,
+                                "import subprocess, time\nsubprocess.Popen(['sleep', '120'])\ntime.sleep(60)")
+        time.sleep(1)
+    kernels = descendants(server.pid) - before
+    assert kernels
+    started = time.monotonic()
+    answer = server.signed_request("DELETE", f"/session/{name}", None, content_type=None, timeout=30)
+    assert answer.status_code in (200, 204), answer.text
+    assert time.monotonic() - started < 10
+    assert wait_for(lambda: not alive(kernels), 5), f"leaked: {alive(kernels)}"
+    assert descendants(server.pid) <= before
+
+
+def test_delete_wakes_the_waiting_request(server):
+    """A long poll in progress when the session is destroyed gets a final result at once."""
+    import threading
+
+    client = server.client()
+    client.create_session("python", name="del-poll")
+    first = client.execute("del-poll", protocol.MODE_QUERY, "import time; time.sleep(60)")
+    got = {}
+
+    def poll():
+        other = server.client(read_timeout=30)
+        started = time.monotonic()
+        got["result"] = other.execute("del-poll", protocol.MODE_CONTINUE, run_id=first["runId"])
+        got["took"] = time.monotonic() - started
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.3)
+    client.destroy_session("del-poll")
+    thread.join(15)
+    assert got["result"]["status"] == protocol.STATUS_FINISHED, got
+    assert got["result"]["exitCode"] == protocol.EXIT_SESSION_VANISHED
+
+
+@pytest.mark.parametrize("busy", ["input", "sleep"])
+def test_restart_busy_session(server, busy):
+    client = server.client()
+    name = f"rst-{busy}"
+    client.create_session("python", name=name)
+    client.execute(name, protocol.MODE_QUERY, "marker = 1")
+    before = descendants(server.pid)
+    if busy == "input":
+        result = run_until(client, name, "input('? ')", (protocol.STATUS_WAITING_INPUT,))
+        assert result["status"] == protocol.STATUS_WAITING_INPUT
+    else:
+        result = client.execute(name, protocol.MODE_QUERY,
+                                "import subprocess, time\nsubprocess.Popen(['sleep', '120'])\ntime.sleep(60)")
+        time.sleep(1)
+    old = descendants(server.pid)
+    started = time.monotonic()
+    answer = server.signed_request("PATCH", f"/session/{name}", None, content_type=None, timeout=40)
+    assert answer.status_code == 204, answer.text
+    assert time.monotonic() - started < 15
+    final = client.execute(name, protocol.MODE_CONTINUE, run_id=result["runId"])
+    assert final["status"] == protocol.STATUS_FINISHED and final["exitCode"] == protocol.EXIT_SESSION_VANISHED
+    # a fresh kernel, the old one and its children gone
+    after = run_until(client, name, "print('marker' in dir())", ())
+    assert after["console"] == [["stdout", "False\n"]], after
+    assert wait_for(lambda: not alive(old - before - descendants(server.pid)), 5)
+    leftover = alive(old) - descendants(server.pid)
+    assert not leftover, leftover
+    assert len(descendants(server.pid)) == len(before)
+    client.destroy_session(name)
+
+
+def test_idle_reaping_leaves_no_process(tmp_path):
+    srv = start_server(str(tmp_path), "--idle-timeout", "2")
+    try:
+        client = srv.client()
+        before = descendants(srv.pid)
+        client.create_session("python", name="idle-one")
+        client.execute("idle-one", protocol.MODE_QUERY, "import subprocess; subprocess.Popen(['sleep', '120'])")
+        kernels = descendants(srv.pid) - before
+        assert len(kernels) >= 2
+        assert wait_for(lambda: not alive(kernels), 20), f"leaked: {alive(kernels)}"
+    finally:
+        assert srv.stop() == 0
+
+
+# ---- 6./7. --session-cwd -------------------------------------------------------------------------
+
+def test_session_cwd(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "keep.txt").write_text("kept")
+    srv = start_server(str(tmp_path / "root"), "--session-cwd", str(shared))
+    try:
+        client = srv.client()
+        client.create_session("python", name="incwd")
+        result = run_until(client, "incwd", "import os; print(os.getcwd())", ())
+        assert os.path.samefile(result["console"][0][1].strip(), shared)
+        client.upload("incwd", [("sub/up.txt", b"uploaded")])
+        assert (shared / "sub" / "up.txt").read_bytes() == b"uploaded"
+        assert client.download_single("incwd", "keep.txt") == b"kept"
+        listing = srv.signed_request("GET", "/session/incwd/files", {"path": "sub"}).json()
+        assert os.path.realpath(listing["abspath"]) == os.path.realpath(shared / "sub")
+        client.destroy_session("incwd")
+        assert (shared / "keep.txt").exists() and (shared / "sub" / "up.txt").exists()
+    finally:
+        assert srv.stop() == 0
+    assert (shared / "keep.txt").exists()
