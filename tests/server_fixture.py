@@ -116,7 +116,9 @@ def start_server(root: str | None = None, *extra: str, env: dict | None = None) 
         proc = subprocess.Popen(
             [sys.executable, "-m", "remote_kernel", "serve", "--port", "0", "--access-key", access,
              "--secret-key", secret, "--access-key", other, "--secret-key", other_secret,
-             "--root", root, "--log-level", "INFO", *extra],
+             "--root", root, "--log-level", "INFO",
+             # a test run killed mid-way must not leave servers behind
+             "--parent-pid", str(os.getpid()), *extra],
             stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True, env=full_env)
     deadline = time.monotonic() + 60
     url = None
