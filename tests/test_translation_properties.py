@@ -54,7 +54,7 @@ def assert_storable(msg_type: str, content: dict) -> None:
     nbformat.validate(nb)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(any_record, max_size=8))
 def test_any_records_translate_to_storable_outputs(records):
     ctx = OutputContext()
