@@ -115,7 +115,7 @@ def start_server(root: str | None = None, *extra: str, env: dict | None = None) 
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "remote_kernel", "serve", "--port", "0", "--access-key", access,
-             "--secret-key", secret, "--access-key", other, "--secret-key", other_secret,
+             f"--secret-key={secret}", "--access-key", other, f"--secret-key={other_secret}",
              "--root", root, "--log-level", "INFO",
              # a test run killed mid-way must not leave servers behind
              "--parent-pid", str(os.getpid()), *extra],
