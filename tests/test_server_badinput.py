@@ -105,6 +105,13 @@ CASES = [
     ("upload-oversize", dict(method="POST", path=P + "/upload", multipart=[("big.bin", b"x" * protocol.MAX_UPLOAD_FILE_SIZE)]), 400, "invalid-api-params"),
     ("upload-too-many", dict(method="POST", path=P + "/upload", multipart=[(f"f{i}.txt", b"x") for i in range(21)]), 400, "invalid-api-params"),
     ("upload-not-multipart", dict(method="POST", path=P + "/upload", body={"files": []}), 400, "invalid-api-params"),
+    # -- NUL bytes and invalid code points inside JSON strings
+    ("create-name-nul", dict(method="POST", path="/session", body={"name": "ok\x00name", "image": "python"}), 400, "invalid-api-params"),
+    ("create-name-surrogate", dict(method="POST", path="/session", body=b'{"name": "ok\\udcffname", "image": "python"}'), 400, "invalid-api-params"),
+    ("download-surrogate", dict(method="POST", path=P + "/download", body=b'{"files": ["a\\udcff"]}'), 400, "invalid-api-params"),
+    ("single-nul", dict(method="POST", path=P + "/download_single", body={"file": "a\x00b"}), 400, "invalid-api-params"),
+    ("files-nul", dict(method="POST", path=P + "/files", body={"path": "a\x00b"}), 400, "invalid-api-params"),
+    ("upload-nul-filename", dict(method="POST", path=P + "/upload", multipart=[("a\x00b.txt", b"x")]), 400, "invalid-api-params"),
     ("upload-malformed-multipart", dict(method="POST", path=P + "/upload", body=b"--x\r\ngarbage", content_type="multipart/form-data; boundary=x"), 400, "invalid-api-params"),
 ]
 
@@ -149,6 +156,26 @@ def test_server_keeps_serving_after_bad_input(server, target):
     import os
     assert not os.path.exists("/tmp/evil.txt")
     assert not os.path.exists(os.path.join(os.path.dirname(server.root), "evil.txt"))
+
+
+def test_run_ids_of_other_sessions_and_stale_run_ids_are_refused(server, target):
+    """A runId is only good for its own session and its own run: another session's runId, and a
+    finished run's id once a newer run replaced it, are refused as unknown runs."""
+    other = "bad2-" + uuid.uuid4().hex[:8]
+    target.create_session("python", name=other)
+    try:
+        foreign = target.execute(other, "query", "x = 1")["runId"]
+        first = target.execute(S, "query", "y = 1")["runId"]
+        target.execute(S, "query", "y = 2")  # a newer run replaces the finished one
+        for label, run_id in (("foreign", foreign), ("stale", first)):
+            for mode in ("continue", "input"):
+                response = server.signed_request("POST", P, body={"mode": mode, "code": "", "runId": run_id, "options": {}})
+                assert response.status_code == 400, (label, mode, response.text[:300])
+                assert response.json()["type"] == protocol.PROBLEM_BASE + "invalid-api-params"
+        # and the other session is untouched by all this
+        assert target.execute(other, "query", "print(x)")["console"] == [["stdout", "1\n"]]
+    finally:
+        target.destroy_session(other)
 
 
 def test_signature_covers_query_string(server, target):
