@@ -71,6 +71,7 @@ class Transport:
         verify: bool | str = True,
         connect_retries: int = 2,
         idempotent_retries: int = 2,
+        reset_budget: float = 15.0,
         backoff: float = 0.25,
         max_wait: float = 30.0,
         pool_size: int = 10,
@@ -83,6 +84,9 @@ class Transport:
         self.timeout = (connect_timeout, read_timeout)
         self.connect_retries = connect_retries
         self.idempotent_retries = idempotent_retries
+        # Broken connections (not timeouts) of idempotent calls are retried for this long: a
+        # flaky network may break several answers in a row, and re-sending them is safe.
+        self.reset_budget = reset_budget
         self.backoff = backoff
         self.max_wait = max_wait
         self._sleep = sleep
@@ -147,6 +151,7 @@ class Transport:
         waited = 0.0
         connect_rounds = 0
         idempotent_tries = 0
+        first_break: float | None = None
         while True:
             try:
                 response = self._send_with_failover(
@@ -154,6 +159,8 @@ class Transport:
                     headers=headers, auth=self.auth if authenticated else None,
                     timeout=timeout or self.timeout,
                 )
+                if _cut_off(response):
+                    raise requests.exceptions.ConnectionError("the answer was cut off before its end")
             except _NothingSent as failure:
                 connect_rounds += 1
                 if connect_rounds > self.connect_retries:
@@ -165,10 +172,14 @@ class Transport:
             except (requests.exceptions.Timeout, requests.exceptions.ConnectionError,
                     requests.exceptions.ChunkedEncodingError) as exc:
                 # The request may have reached the server.
-                if idempotent and idempotent_tries < self.idempotent_retries:
+                now = time.monotonic()
+                first_break = first_break if first_break is not None else now
+                within_budget = (not isinstance(exc, requests.exceptions.Timeout)
+                                 and now - first_break < self.reset_budget)
+                if idempotent and (idempotent_tries < self.idempotent_retries or within_budget):
                     idempotent_tries += 1
                     log.debug("retrying idempotent %s after %s", call, type(exc).__name__)
-                    self._pause(self.backoff * 2 ** (idempotent_tries - 1))
+                    self._pause(min(2.0, self.backoff * 2 ** (idempotent_tries - 1)))
                     continue
                 note = "" if idempotent else "; not retried because it may have reached the server"
                 if isinstance(exc, requests.exceptions.Timeout):
@@ -229,6 +240,18 @@ class Transport:
             self._current = index
             return response
         raise _NothingSent(failures)
+
+
+def _cut_off(response: requests.Response) -> bool:
+    """A 2xx answer with neither a length nor chunked framing and an empty body: http.client
+    takes a connection closed mid-headers for the end of the headers, so this is a broken
+    answer, not an empty success."""
+    if not 200 <= response.status_code < 300 or response.status_code == 204:
+        return False
+    headers = response.headers
+    if "content-length" in headers or "chunked" in headers.get("transfer-encoding", "").lower():
+        return False
+    return not response.content
 
 
 def _is_loopback(url: str) -> bool:
