@@ -84,15 +84,16 @@ def kernelspecs():
 class EmbeddedServer:
     """`remote-kernel serve --port 0` as a real subprocess; the bridge reaches it over HTTP."""
 
-    def __init__(self, *extra_args: str):
+    def __init__(self, *extra_args: str, env: dict | None = None):
         self.access_key = "AKBENCH" + secrets.token_hex(6).upper()
         self.secret_key = secrets.token_urlsafe(30)
         self.root = tempfile.mkdtemp(prefix="rk-bench-root-")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "remote_kernel", "serve", "--port", "0",
-             "--access-key", self.access_key, "--secret-key", self.secret_key,
+             "--access-key", self.access_key, f"--secret-key={self.secret_key}",
              "--root", self.root, *extra_args],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+            env={**os.environ, **(env or {})})
         self.url = None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -128,8 +129,12 @@ class EmbeddedServer:
 class Frontend:
     """One kernel started and driven through jupyter_client, recording receive times."""
 
-    def __init__(self, kernel_name: str, env: dict | None = None):
-        self.km = KernelManager(kernel_name=kernel_name)
+    def __init__(self, kernel_name: str, env: dict | None = None, transport: str = "tcp"):
+        # transport="ipc" when many kernels start at once: TCP ports picked in this process can
+        # collide with those the server picks for its inner kernels (both probe, then release)
+        self.km = KernelManager(kernel_name=kernel_name, transport=transport)
+        if transport == "ipc":
+            self.km.ip = os.path.join(tempfile.gettempdir(), f"rk-bench-{os.getpid()}-{id(self)}")
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.started = time.perf_counter()

@@ -392,11 +392,14 @@ def test_unreachable_endpoint_kernel_info_at_once_and_a_clear_cell_error(kernels
         assert "BACKEND_ENDPOINT" in reply["evalue"]
 
 
-def test_no_endpoint_configured_says_what_to_set(kernelspec_root):
-    env = {"BACKEND_ENDPOINT": "", "BACKEND_ACCESS_KEY": "", "BACKEND_SECRET_KEY": ""}
+def test_endpoint_without_keys_says_what_to_set(kernelspec_root):
+    """A configured endpoint without keys is an error naming the variables, never a silent
+    fallback to the embedded default (which only applies when no endpoint is configured)."""
+    env = {"BACKEND_ENDPOINT": "http://127.0.0.1:9", "BACKEND_ACCESS_KEY": "", "BACKEND_SECRET_KEY": ""}
     with ks.running_kernel(env, startup_timeout=10) as (km, kc):
         reply, outputs, _ = ks.execute(kc, "print(1)")
-        assert reply["status"] == "error" and "BACKEND_ENDPOINT" in reply["evalue"]
+        assert reply["status"] == "error" and "BACKEND_ACCESS_KEY" in reply["evalue"], reply
+        assert "http://127.0.0.1:9" in reply["evalue"]
         assert [o["msg_type"] for o in outputs] == ["error"]
         reply, outputs, _ = ks.execute(kc, "%remote help")  # local directives still work
         assert reply["status"] == "ok" and "%remote upload" in ks.stdout_of(outputs)

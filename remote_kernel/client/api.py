@@ -167,7 +167,8 @@ class Client:
         if response.status_code == 204 or not response.content:
             return None
         try:
-            return response.json()
+            # straight from the bytes: response.json() decodes the whole body to str first
+            return json.loads(response.content)
         except ValueError:
             raise errors.BadResponse(self.transport.endpoint, response.status_code,
                                      msg=f"answer is not JSON: {response.text[:200]!r}", request=call) from None

@@ -39,7 +39,6 @@ from remote_kernel.kernel.session import RemoteSession, load_config
 
 log = logging.getLogger("remote_kernel.kernel")
 
-STREAM_MESSAGE_CHARS = 1024 * 1024
 QUICK_CALL_TIMEOUT = 4.0  # complete / inspect / is_complete: an empty answer beats a stuck UI
 
 
@@ -310,9 +309,7 @@ class RemoteKernel(Kernel):
         state = RunState(mode=mode, code=code, options=options,
                          resumable=protocol.EXT_RESUMABLE_RUNS in self.remote.extensions)
         self._outputs.new_cell(run.execution_count)
-        # one frontend message per HTTP result up to 1 MiB: each message costs a header, an HMAC
-        # and a JSON pass, and a result never waits for more (the buffer flushes per result)
-        buffer = StreamBuffer(max_chars=STREAM_MESSAGE_CHARS)
+        buffer = StreamBuffer()
         error: dict | None = None
         records = 0
         stdin_refused = False

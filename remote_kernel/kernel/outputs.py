@@ -256,13 +256,18 @@ def coalesce(messages: Iterable[Message]) -> list[Message]:
     """Merge consecutive stream chunks of one stream into one message, keeping the order, so
     a chatty cell sends a few large messages instead of flooding iopub's rate limit."""
     out: list[Message] = []
+    pieces: list[str] = []  # texts of the stream message being built, joined once (not quadratic)
     for msg_type, content in messages:
-        if (msg_type == "stream" and out and out[-1][0] == "stream"
+        if (msg_type == "stream" and out and out[-1][0] == "stream" and pieces
                 and out[-1][1]["name"] == content["name"]):
-            previous = out[-1][1]
-            out[-1] = ("stream", {"name": previous["name"], "text": previous["text"] + content["text"]})
-        else:
-            out.append((msg_type, content))
+            pieces.append(content["text"])
+            continue
+        if pieces:
+            out[-1] = ("stream", {"name": out[-1][1]["name"], "text": "".join(pieces)})
+        pieces = [content["text"]] if msg_type == "stream" else []
+        out.append((msg_type, content))
+    if pieces:
+        out[-1] = ("stream", {"name": out[-1][1]["name"], "text": "".join(pieces)})
     return out
 
 

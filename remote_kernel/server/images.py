@@ -23,7 +23,10 @@ class ServerKernelSpecManager(KernelSpecManager):
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
         if kernel_name == OWN_PYTHON:
             return KernelSpec(
-                argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                # Each session keeps its own history, as each container does on a real server:
+                # one shared ~/.ipython history database serialises every session on its lock.
+                argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                      "--HistoryManager.hist_file=:memory:"],
                 display_name="Python 3 (remote_kernel server)", language="python",
                 interrupt_mode="signal", metadata={"debugger": False}, resource_dir="",
             )

@@ -1,0 +1,127 @@
+"""20 bridge kernels at once on one embedded server, each running 100 cells, two rounds.
+
+    python bench/bench_scale.py [--kernels 20] [--cells 100] [--rounds 2] [--history shared|per-kernel]
+
+Targets: no failures; per-cell p95 ≤ 3× the single-kernel p95 measured first in the same run;
+the server process's own memory (RSS, excluding its inner kernels) ≤ 150 MB and flat across
+the second round (growth < 10 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import BRIDGE_SPEC, EmbeddedServer, Frontend, kernelspecs, print_ratio, print_table  # noqa: E402
+
+CELL = "x = {i}\nprint(x)"
+
+
+def run_cells(fe: Frontend, cells: int, times: list, failures: list) -> None:
+    for i in range(cells):
+        try:
+            times.append(fe.execute(CELL.format(i=i), timeout=120)[0])
+        except Exception as exc:  # count, don't stop: the report must show every failure
+            failures.append(repr(exc))
+
+
+def one_round(server: EmbeddedServer, kernels: int, cells: int) -> tuple[list, list, float]:
+    frontends = []
+    start_errors = []
+
+    def start():
+        try:
+            frontends.append(Frontend(BRIDGE_SPEC, server.env(), transport="ipc"))
+        except Exception as exc:
+            start_errors.append(repr(exc))
+
+    starters = [threading.Thread(target=start) for _ in range(kernels)]
+    for t in starters:
+        t.start()
+    for t in starters:
+        t.join()
+    for fe in frontends:   # each kernel has its session before the timed part
+        fe.execute("x = 0")
+    times, failures = [], list(start_errors)
+    started = time.perf_counter()
+    workers = [threading.Thread(target=run_cells, args=(fe, cells, times, failures)) for fe in frontends]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    wall = time.perf_counter() - started
+    closers = [threading.Thread(target=fe.close) for fe in frontends]
+    for t in closers:
+        t.start()
+    for t in closers:
+        t.join()
+    return times, failures, wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--kernels", type=int, default=20)
+    parser.add_argument("--cells", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=2, help="rounds after the first show whether memory is flat")
+    parser.add_argument("--history", choices=("shared", "per-kernel"), default="shared",
+                        help="shared: every inner IPython kernel writes ~/.ipython's one history "
+                        "database (as sessions of one local user do); per-kernel: each keeps its own, "
+                        "as each container of a real server does")
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, "
+          f"history {args.history}")
+    server_env = {}
+    if args.history == "per-kernel":
+        ipython_dir = tempfile.mkdtemp(prefix="rk-bench-ipython-")
+        os.makedirs(os.path.join(ipython_dir, "profile_default"))
+        with open(os.path.join(ipython_dir, "profile_default", "ipython_kernel_config.py"), "w") as handle:
+            handle.write("c.HistoryManager.hist_file = ':memory:'\n")
+        server_env["IPYTHONDIR"] = ipython_dir
+    with kernelspecs(), EmbeddedServer(env=server_env) as server:
+        proc = psutil.Process(server.proc.pid)
+        with Frontend(BRIDGE_SPEC, server.env()) as single:
+            single.execute("x = 0")
+            single_times = []
+            run_cells(single, args.cells, single_times, [])
+        rss = [proc.memory_info().rss]
+        rounds = []
+        for _ in range(args.rounds):
+            times, failures, wall = one_round(server, args.kernels, args.cells)
+            rounds.append((times, failures, wall))
+            time.sleep(1)
+            rss.append(proc.memory_info().rss)
+        labels = [f"round {i + 1}" for i in range(args.rounds)]
+        stats = print_table(
+            f"6. scale: {args.kernels} bridge kernels × {args.cells} cells, per-cell round trip",
+            {"single": single_times, **{label: r[0] for label, r in zip(labels, rounds)}})
+        for label, (values, _, wall) in zip(labels, rounds):
+            slow = sorted(v for v in values if v > 1.0)
+            rate = len(values) / wall
+            # Little's law: with every kernel always running a cell, latency = kernels / rate
+            print(f"{label}: {rate:.0f} cells/s over {wall:.1f} s → {args.kernels} kernels / rate = "
+                  f"{args.kernels / rate * 1000:.0f} ms per cell; {len(slow)} cells over 1 s"
+                  + (f" (slowest {slow[-1]:.2f} s)" if slow else ""))
+        failures = [f for r in rounds for f in r[1]]
+        print(f"failures: {len(failures)}" + (f" (first: {failures[0]})" if failures else ""))
+        print(f"cells completed: {' + '.join(str(len(r[0])) for r in rounds)} of {args.rounds * args.kernels * args.cells}")
+        worst_p95 = max(stats[label]["p95"] for label in labels)
+        print_ratio("per-cell p95 / single-kernel p95", worst_p95 / stats["single"]["p95"], "≤ 3",
+                    worst_p95 <= 3 * stats["single"]["p95"])
+        mb = [r / 2**20 for r in rss]
+        print("server RSS (MB): idle " + f"{mb[0]:.1f}, " + ", ".join(
+            f"after {label} {m:.1f}" for label, m in zip(labels, mb[1:])))
+        print_ratio("server RSS max (MB)", max(mb), "≤ 150", max(mb) <= 150)
+        if args.rounds >= 2:
+            growth = (mb[-1] - mb[-2]) / mb[-2]
+            print_ratio(f"RSS growth in round {args.rounds}", growth, "< 0.10 (flat)", growth < 0.10)
+
+if __name__ == "__main__":
+    main()
