@@ -1,6 +1,6 @@
 """20 bridge kernels at once on one embedded server, each running 100 cells, two rounds.
 
-    python bench/bench_scale.py [--kernels 20] [--cells 100] [--rounds 2] [--history shared|per-kernel]
+    python bench/bench_scale.py [--kernels 20] [--cells 100] [--rounds 2]
 
 Targets: no failures; per-cell p95 ≤ 3× the single-kernel p95 measured first in the same run;
 the server process's own memory (RSS, excluding its inner kernels) ≤ 150 MB and flat across
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import threading
 import time
 
@@ -71,20 +70,11 @@ def main() -> None:
     parser.add_argument("--kernels", type=int, default=20)
     parser.add_argument("--cells", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2, help="rounds after the first show whether memory is flat")
-    parser.add_argument("--history", choices=("shared", "per-kernel"), default="shared",
-                        help="shared: every inner IPython kernel writes ~/.ipython's one history "
-                        "database (as sessions of one local user do); per-kernel: each keeps its own, "
-                        "as each container of a real server does")
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, "
-          f"history {args.history}")
+    # the server's Python sessions keep their history in memory (one per session, as each
+    # container of a real server has); a shared ~/.ipython database serialised them on its lock
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
     server_env = {}
-    if args.history == "per-kernel":
-        ipython_dir = tempfile.mkdtemp(prefix="rk-bench-ipython-")
-        os.makedirs(os.path.join(ipython_dir, "profile_default"))
-        with open(os.path.join(ipython_dir, "profile_default", "ipython_kernel_config.py"), "w") as handle:
-            handle.write("c.HistoryManager.hist_file = ':memory:'\n")
-        server_env["IPYTHONDIR"] = ipython_dir
     with kernelspecs(), EmbeddedServer(env=server_env) as server:
         proc = psutil.Process(server.proc.pid)
         with Frontend(BRIDGE_SPEC, server.env()) as single:

@@ -66,6 +66,9 @@ class BridgeKernelTests(jupyter_kernel_test.KernelTests):
             raise
         # The first cell waits for the remote session; take that wait out of the 15 s budgets.
         cls.kc.execute_interactive("pass", timeout=60)
+        # The remote completer's first call imports and indexes for seconds on a loaded machine,
+        # past the bridge's short completion timeout (which answers empty rather than block).
+        cls.kc.execute_interactive("_ = get_ipython().complete('zi')", timeout=60)
 
     @classmethod
     def _cleanup(cls) -> None:

@@ -32,6 +32,7 @@ _NAME_RE = re.compile(protocol.SESSION_NAME_PATTERN, re.ASCII)
 # never hand the server's own credentials to user code
 _SECRET_ENV = ("BACKEND_ACCESS_KEY", "BACKEND_SECRET_KEY", "SORNA_ACCESS_KEY", "SORNA_SECRET_KEY")
 STARTING, RUNNING, DEAD, TERMINATED = "PENDING", "RUNNING", "DEAD", "TERMINATED"
+IDLE_GRACE = 2.0  # seconds a run waits for its idle status once the reply is in
 LIVENESS_PERIOD = 0.2  # how often a running cell checks that its kernel is still alive
 SHELL_TIMEOUT = 10.0
 KERNEL_GRACE = 3.0  # seconds a kernel gets to act on a shutdown request before it is killed
@@ -87,6 +88,7 @@ class Session:
         self._queue: asyncio.Queue[Run] = asyncio.Queue()
         self._msg_runs: dict[str, Run] = {}
         self._replies: dict[str, asyncio.Future] = {}
+        self._iopub_seen: dict[str, asyncio.Event] = {}
         self._batch: BatchRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._log_file = None
@@ -188,6 +190,23 @@ class Session:
             if time.monotonic() > deadline or not await self.km.is_alive():
                 raise ApiError(500, "kernel-restart-failed", "Kernel restart failed.",
                                "the kernel did not come back")
+        # iopub is a SUB socket that reconnects in its own time: until it has, a cell's output
+        # and idle status would be lost, so wait until it carries a message of ours
+        while not await self._iopub_connected(timeout=0.5):
+            if time.monotonic() > deadline:
+                raise ApiError(500, "kernel-restart-failed", "Kernel restart failed.",
+                               "the kernel's output channel did not come back")
+
+    async def _iopub_connected(self, timeout: float) -> bool:
+        msg_id = self.kc.kernel_info()
+        seen = self._iopub_seen[msg_id] = asyncio.Event()
+        try:
+            await asyncio.wait_for(seen.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            self._iopub_seen.pop(msg_id, None)
 
     def _fail_runs(self, exit_code: int, why: str) -> None:
         for run in list(self.runs.values()):
@@ -264,6 +283,12 @@ class Session:
         finally:
             self._msg_runs.pop(msg_id, None)
 
+    def _finish_without_idle(self, run: Run) -> None:
+        if not run.finished:
+            log.debug("session %s: no idle status after the reply; finishing the run", self.name)
+            run.idle_seen = True
+            self._check_done(run)
+
     def _check_done(self, run: Run) -> None:
         # finish right here (not in the worker) so the waiting request wakes one hop sooner
         if run.reply_status is not None and run.idle_seen:
@@ -295,8 +320,11 @@ class Session:
     async def _read_iopub(self) -> None:
         while True:
             msg = await self._recv(self.kc.iopub_channel)
-            run = self._msg_runs.get(msg.get("parent_header", {}).get("msg_id"))
+            parent = msg.get("parent_header", {}).get("msg_id")
+            run = self._msg_runs.get(parent)
             if run is None:
+                if parent in self._iopub_seen:
+                    self._iopub_seen[parent].set()
                 continue
             msg_type = msg.get("msg_type")
             content = msg.get("content") or {}
@@ -319,6 +347,10 @@ class Session:
             if run is not None and msg.get("msg_type") == "execute_reply":
                 run.reply_status = (msg.get("content") or {}).get("status", "error")
                 self._check_done(run)
+                if not run.finished:
+                    # The idle status follows at once; if iopub lost it (its socket still
+                    # reconnecting after a restart), the run must still end.
+                    asyncio.get_running_loop().call_later(IDLE_GRACE, self._finish_without_idle, run)
                 continue
             future = self._replies.pop(parent, None)
             if future is not None and not future.done():
