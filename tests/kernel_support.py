@@ -40,6 +40,20 @@ def prepend_jupyter_path(root: Path) -> None:
 
 
 @contextmanager
+def on_jupyter_path(root: Path) -> Iterator[Path]:
+    """Kernelspecs under ``root`` visible to every kernel started inside; JUPYTER_PATH restored."""
+    saved = os.environ.get("JUPYTER_PATH")
+    prepend_jupyter_path(root)
+    try:
+        yield root
+    finally:
+        if saved is None:
+            os.environ.pop("JUPYTER_PATH", None)
+        else:
+            os.environ["JUPYTER_PATH"] = saved
+
+
+@contextmanager
 def running_kernel(env: dict[str, str], name: str = KERNEL_NAME, startup_timeout: float = 60) -> Iterator[tuple[KernelManager, Any]]:
     """Start the named kernelspec with ``env`` added; yield (manager, blocking client); always
     shut it down."""

@@ -94,13 +94,8 @@ def kernelspec_root(tmp_path_factory):
     ks.write_kernelspec(root, name=LOCAL, endpoint="local")
     # an endpoint nobody listens on: the error must come before any connection attempt
     ks.write_kernelspec(root, name=NO_KEYS, endpoint="http://127.0.0.1:9")
-    saved = os.environ.get("JUPYTER_PATH")
-    ks.prepend_jupyter_path(root)
-    yield root
-    if saved is None:
-        os.environ.pop("JUPYTER_PATH", None)
-    else:
-        os.environ["JUPYTER_PATH"] = saved
+    with ks.on_jupyter_path(root):
+        yield root
 
 
 def clean_env() -> dict[str, str]:

@@ -24,13 +24,8 @@ def kernelspec_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("kernelspecs")
     ks.write_kernelspec(root)
     ks.write_kernelspec(root, name=CLASSIC_KERNEL, extra_argv=["--RemoteKernel.use_extensions=False"])
-    saved = os.environ.get("JUPYTER_PATH")
-    ks.prepend_jupyter_path(root)
-    yield root
-    if saved is None:
-        os.environ.pop("JUPYTER_PATH", None)
-    else:
-        os.environ["JUPYTER_PATH"] = saved
+    with ks.on_jupyter_path(root):
+        yield root
 
 
 @pytest.fixture(scope="module")
