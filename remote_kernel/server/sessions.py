@@ -103,7 +103,11 @@ class Session:
         return env
 
     async def start(self) -> None:
-        self.km = AsyncKernelManager(kernel_name=self.kernel_name,
+        # IPC sockets in our private directory, not TCP: ports picked then released by
+        # jupyter_client race with every other kernel starting on the machine ("Address
+        # already in use"), and the inner kernel is always local to the server anyway.
+        self.km = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc",
+                                     ip=os.path.join(self.manager.logs_dir, self.id),
                                      kernel_spec_manager=self.manager.kernel_specs)
         # kept open for the session's life: a restart launches the kernel again with it
         self._log_file = open(self.log_path, "ab")
