@@ -27,6 +27,18 @@ except ImportError:  # pragma: no cover - while the server is being built
     pass
 
 
+@pytest.fixture(scope="module")
+def kernelspec_root(tmp_path_factory):
+    """The bridge's test kernelspecs (lossless and classic) on JUPYTER_PATH for one module."""
+    import kernel_support as ks
+
+    root = tmp_path_factory.mktemp("kernelspecs")
+    ks.write_kernelspec(root)
+    ks.write_kernelspec(root, name=ks.CLASSIC_KERNEL, extra_argv=["--RemoteKernel.use_extensions=False"])
+    with ks.on_jupyter_path(root):
+        yield root
+
+
 def pytest_sessionfinish(session, exitstatus):
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     passed = len(reporter.stats.get("passed", [])) if reporter else 0

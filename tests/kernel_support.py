@@ -15,6 +15,8 @@ from typing import Any, Iterator
 from jupyter_client.manager import KernelManager
 
 KERNEL_NAME = "remote-test"
+# the same bridge told to ignore the server's extensions: the classic (real Backend.AI) behaviour
+CLASSIC_KERNEL = "remote-test-classic"
 
 
 def write_kernelspec(root: Path, name: str = KERNEL_NAME, image: str = "python",

@@ -26,14 +26,6 @@ pytestmark = pytest.mark.slow
 IDLE_TIMEOUT = 3
 
 
-@pytest.fixture(scope="module")
-def kernelspec_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kernelspecs")
-    ks.write_kernelspec(root)
-    with ks.on_jupyter_path(root):
-        yield root
-
-
 class Launched:
     """``remote-kernel serve`` with chosen keys and port (to come back on the same endpoint)."""
 

@@ -24,20 +24,11 @@ from _proxy import FlakyProxy
 
 pytestmark = pytest.mark.slow
 
-CLASSIC = "remote-test-flaky-classic"
+CLASSIC = ks.CLASSIC_KERNEL
 LINES = 10_000
 # Bursts of output with pauses in between, so the run spans many long polls the proxy can break.
 FLOOD = (f"import time\nfor i in range({LINES}):\n    print(f'line {{i}}')\n"
          "    if i % 100 == 99:\n        time.sleep(0.03)\n")
-
-
-@pytest.fixture(scope="module")
-def kernelspec_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kernelspecs")
-    ks.write_kernelspec(root)
-    ks.write_kernelspec(root, name=CLASSIC, extra_argv=["--RemoteKernel.use_extensions=False"])
-    with ks.on_jupyter_path(root):
-        yield root
 
 
 @pytest.fixture(scope="module")

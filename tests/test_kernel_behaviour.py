@@ -16,16 +16,7 @@ from remote_kernel.client import errors
 
 pytestmark = pytest.mark.slow
 
-CLASSIC_KERNEL = "remote-test-classic"
-
-
-@pytest.fixture(scope="module")
-def kernelspec_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kernelspecs")
-    ks.write_kernelspec(root)
-    ks.write_kernelspec(root, name=CLASSIC_KERNEL, extra_argv=["--RemoteKernel.use_extensions=False"])
-    with ks.on_jupyter_path(root):
-        yield root
+CLASSIC_KERNEL = ks.CLASSIC_KERNEL
 
 
 @pytest.fixture(scope="module")

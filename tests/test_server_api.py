@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 import tarfile
 import threading
@@ -16,7 +15,7 @@ import pytest
 
 from remote_kernel import protocol
 from remote_kernel.client import errors
-from remote_kernel.client.loop import Done, InputWanted, Record
+from remote_kernel.client.loop import Done, Record
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
 

@@ -4,7 +4,6 @@ status and problem slug, and the server keeps serving afterwards."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime, timedelta, timezone
 

@@ -282,7 +282,6 @@ class RemoteKernel(Kernel):
         self._ensure_session(run)
         if run.interrupted_at is not None:  # interrupted while the session was being created
             return self._fail(run, make_error("KeyboardInterrupt", "interrupted before the cell reached the remote"))
-        client = self.remote.client()
         lossless = protocol.EXT_JUPYTER_OUTPUTS in self.remote.extensions
         options = {"outputs": "jupyter", "allowStdin": run.allow_stdin} if lossless else {}
         try:

@@ -24,7 +24,7 @@ from remote_kernel.server import images, records
 from remote_kernel.server.batch import BatchRunner
 from remote_kernel.server.config import ServerConfig
 from remote_kernel.server.errors import ApiError, bad_params, session_not_found
-from remote_kernel.server.runs import FINISHED, WAITING_INPUT, Run
+from remote_kernel.server.runs import WAITING_INPUT, Run
 
 log = logging.getLogger("remote_kernel.server")
 

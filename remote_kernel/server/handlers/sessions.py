@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from remote_kernel.server.base import BaseHandler
-from remote_kernel.server.errors import ApiError, bad_params
+from remote_kernel.server.errors import bad_params
 from remote_kernel.server.handlers import execute
 
 
