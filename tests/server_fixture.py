@@ -22,18 +22,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from _procs import live_descendants, survivors
 from remote_kernel import protocol, signing
-
-
-def _children_of(pid: int) -> list[int]:
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover
-        return []
-    try:
-        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
 
 
 @dataclass
@@ -142,23 +132,11 @@ def start_server(root: str | None = None, *extra: str, env: dict | None = None) 
 def server(tmp_path_factory):
     srv = start_server(str(tmp_path_factory.mktemp("server-root")))
     yield srv
-    kids = _children_of(srv.pid)
+    kids = live_descendants(srv.pid)
     code = srv.stop()
     assert code == 0, f"server exited with {code}"
-    time.sleep(0.2)
-    survivors = []
-    for pid in kids:
-        try:
-            os.kill(pid, 0)
-            survivors.append(pid)
-        except OSError:
-            pass
-    for pid in survivors:  # do not leak them into other tests, but fail
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    assert not survivors, f"kernel processes survived the server: {survivors}"
+    left = survivors(kids, timeout=5)
+    assert not left, f"kernel processes survived the server: {left}"
     with open(srv.stderr_path, encoding="utf-8", errors="replace") as log:
         text = log.read()
     assert srv.secret_key not in text and srv.other_secret not in text, "a secret reached the log"

@@ -18,6 +18,7 @@ from jupyter_client.manager import KernelManager
 from traitlets.config import Config, Configurable
 
 import kernel_support as ks
+from _procs import survivors
 from remote_kernel.kernel import embedded
 from remote_kernel.kernel.session import MissingKeys, load_config
 
@@ -130,14 +131,8 @@ def server_pid(kc) -> int:
 
 
 def assert_all_gone(procs: list[psutil.Process], timeout: float) -> None:
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    described = [(p.pid, p.cmdline()) for p in alive if p.is_running()]
-    for proc in alive:  # do not leak them into the rest of the run
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    assert not described, f"processes left behind: {described}"
+    left = survivors(procs, timeout)
+    assert not left, f"processes left behind: {left}"
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 import kernel_support as ks
+from _procs import live_descendants, survivors
 from _proxy import FlakyProxy
 from remote_kernel.client import APIConfig, Client, errors
 
@@ -49,10 +50,7 @@ class Launched:
         return Client(APIConfig(endpoint=[self.url], access_key=self.access, secret_key=self.secret))
 
     def descendants(self) -> list[psutil.Process]:
-        try:
-            return psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
+        return live_descendants(self.proc.pid)
 
     def kill(self) -> None:
         """A crash: the server and its kernels vanish at once."""
@@ -70,10 +68,8 @@ class Launched:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill()
-        _, alive = psutil.wait_procs(kids, timeout=10)
-        for p in alive:
-            p.kill()
-        assert not alive, f"kernel processes survived the server: {alive}"
+        left = survivors(kids, timeout=10)
+        assert not left, f"kernel processes survived the server: {left}"
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import psutil
 import pytest
 import requests
 
+from _procs import survivors
 from remote_kernel.client import errors
 from server_fixture import start_server
 
@@ -93,16 +94,15 @@ def test_quota_idle_timeout_and_clean_shutdown(tmp_path):
         assert not os.path.exists(tmp_path / "quota-1")
         with pytest.raises(errors.SessionNotFound):
             client.get_session("quota-1")
-        psutil.wait_procs(kernels, timeout=10)
-        assert not any(k.is_running() and k.status() != psutil.STATUS_ZOMBIE for k in kernels)
+        assert not survivors(kernels, timeout=10)
         client.create_session("python", name="quota-3")  # room again
         client.create_session("python", name="quota-4")
         kernels = psutil.Process(srv.pid).children(recursive=True)
     finally:
         code = srv.stop()
     assert code == 0
-    gone, alive = psutil.wait_procs(kernels, timeout=10)
-    assert not alive, f"kernels survived SIGTERM: {alive}"
+    left = survivors(kernels, timeout=10)
+    assert not left, f"kernels survived SIGTERM: {left}"
     assert not os.path.exists(tmp_path / "quota-3")
 
 

@@ -16,6 +16,7 @@ import psutil
 import pytest
 import requests
 
+from _procs import live, live_descendants
 from remote_kernel import protocol
 from server_fixture import start_server
 
@@ -24,29 +25,17 @@ SERVE = [sys.executable, "-m", "remote_kernel", "serve"]
 
 def descendants(pid: int) -> set[int]:
     """Live (non-zombie) descendant processes of ``pid``."""
-    found = set()
-    try:
-        children = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return found
-    for child in children:
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE:
-                found.add(child.pid)
-        except psutil.NoSuchProcess:
-            pass
-    return found
+    return {p.pid for p in live_descendants(pid)}
 
 
 def alive(pids) -> set[int]:
-    out = set()
+    procs = []
     for pid in pids:
         try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                out.add(pid)
+            procs.append(psutil.Process(pid))
         except psutil.NoSuchProcess:
             pass
-    return out
+    return {p.pid for p in live(procs)}
 
 
 def wait_for(predicate, timeout: float, period: float = 0.1) -> bool:
