@@ -1,21 +1,21 @@
 """``python -m remote_kernel.kernel -f {connection_file} [--RemoteKernel.image=...]``.
 
 The standard wrapper-kernel launcher (IPKernelApp with our kernel class: it installs no IPython
-shell for a plain ``Kernel`` subclass), plus defaults from ``remote_kernel_config.py``/``.json``
-in the Jupyter config path, e.g. ``c.RemoteKernel.resources = {"cpu": "2"}``.  The command line
+shell for a plain ``Kernel`` subclass; made lean by ``remote_kernel.lean_kernel``), plus defaults
+from ``remote_kernel_config.py``/``.json`` in the Jupyter config path, e.g. ``c.RemoteKernel.resources = {"cpu": "2"}``.  The command line
 (the kernelspec's argv) still wins over the file.
 """
 
-from ipykernel.kernelapp import IPKernelApp
 from jupyter_core.paths import jupyter_config_path
 from traitlets.config import Application
 
 from remote_kernel.kernel.kernel import RemoteKernel
+from remote_kernel.lean_kernel import LeanKernelApp
 
 CONFIG_FILE = "remote_kernel_config"
 
 
-class RemoteKernelApp(IPKernelApp):
+class RemoteKernelApp(LeanKernelApp):
     name = "remote-kernel"
 
     def load_config_file(self, *args, **kwargs):

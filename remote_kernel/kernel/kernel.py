@@ -206,6 +206,15 @@ class RemoteKernel(Kernel):
         finally:
             self._run = None
             self._allow_stdin = False
+            self._wait_iopub_sent(run)
+
+    def _wait_iopub_sent(self, run: CellRun) -> None:
+        """Let the cell's outputs, queued on the IOPub thread, reach the wire before the reply
+        (a stock kernel gets that from flushing sys.stdout, which ours skips when it is empty)."""
+        if run.outputs_sent and self.iopub_thread is not None:
+            sent = threading.Event()
+            self.iopub_thread.schedule(sent.set)
+            sent.wait(2.0)
 
     def _ok(self) -> dict:
         return {"status": "ok", "execution_count": self.execution_count, "payload": [], "user_expressions": {}}

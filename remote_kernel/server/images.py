@@ -18,14 +18,15 @@ OWN_PYTHON = "rk-own-python"
 
 
 class ServerKernelSpecManager(KernelSpecManager):
-    """Installed kernelspecs plus ``rk-own-python``: ipykernel on the server's interpreter."""
+    """Installed kernelspecs plus ``rk-own-python``: IPython on the server's interpreter."""
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
         if kernel_name == OWN_PYTHON:
             return KernelSpec(
                 # Each session keeps its own history, as each container does on a real server:
                 # one shared ~/.ipython history database serialises every session on its lock.
-                argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                # lean_kernel: an IPython kernel without ipykernel 7's per-request thread hops.
+                argv=[sys.executable, "-m", "remote_kernel.lean_kernel", "-f", "{connection_file}",
                       "--HistoryManager.hist_file=:memory:"],
                 display_name="Python 3 (remote_kernel server)", language="python",
                 interrupt_mode="signal", metadata={"debugger": False}, resource_dir="",

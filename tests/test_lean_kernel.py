@@ -1,0 +1,90 @@
+"""``remote_kernel.lean_kernel``: the IPython kernel the embedded server runs its Python sessions
+on (and the base of the bridge's launcher).  It must behave as a stock ipykernel for every
+output path while skipping the shell-channel thread and empty flushes; the switch
+``subshells_enabled=True`` must give the stock behaviour back."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+
+import pytest
+from jupyter_client.manager import KernelManager
+
+import kernel_support as ks
+
+pytestmark = pytest.mark.slow
+
+THREADS = "import threading; print(sorted(t.name for t in threading.enumerate()))"
+
+
+@contextmanager
+def lean_kernel(tmp_path, *extra: str):
+    folder = tmp_path / "kernels" / "lean-test"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "remote_kernel.lean_kernel", "-f", "{connection_file}", *extra],
+        "display_name": "lean", "language": "python"}))
+    # ipykernel does not capture file descriptor 1 when it believes it runs under pytest
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    with ks.on_jupyter_path(tmp_path):
+        km = KernelManager(kernel_name="lean-test")
+        km.start_kernel(env=env)
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+            yield kc
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+            km.cleanup_resources()
+
+
+def test_lean_kernel_has_no_shell_channel_thread_and_offers_no_subshells(tmp_path):
+    with lean_kernel(tmp_path) as kc:
+        features = kc.kernel_info(reply=True, timeout=10)["content"].get("supported_features", [])
+        assert "kernel subshells" not in features
+        reply, outputs, _ = ks.execute(kc, THREADS)
+        assert reply["status"] == "ok", reply
+        assert "Shell channel" not in ks.stdout_of(outputs)
+
+
+def test_the_switch_gives_stock_ipykernel_back(tmp_path):
+    with lean_kernel(tmp_path, "--LeanKernelApp.subshells_enabled=True") as kc:
+        features = kc.kernel_info(reply=True, timeout=10)["content"].get("supported_features", [])
+        assert "kernel subshells" in features
+        reply, outputs, _ = ks.execute(kc, THREADS)
+        assert "Shell channel" in ks.stdout_of(outputs), outputs
+
+
+@pytest.mark.parametrize("code, stream, text", [
+    ("print('plain')", "stdout", "plain\n"),
+    ("import sys; sys.stdout.write('no newline')", "stdout", "no newline"),
+    ("import sys; print('to stderr', file=sys.stderr)", "stderr", "to stderr\n"),
+    # written by a child process straight to file descriptor 1: captured by the fd watcher
+    ("import os; os.system('echo from a subprocess')", "stdout", "from a subprocess\n"),
+    ("import sys\nfor i in range(3): sys.stdout.write(str(i))", "stdout", "012"),
+])
+def test_every_output_path_still_arrives_before_idle(tmp_path, code, stream, text):
+    with lean_kernel(tmp_path) as kc:
+        for _ in range(3):  # also on later cells, after empty flushes were skipped
+            reply, outputs, _ = ks.execute(kc, code)
+            assert reply["status"] == "ok", reply
+            got = ks.stdout_of(outputs) if stream == "stdout" else ks.stderr_of(outputs)
+            assert got == text, outputs
+
+
+def test_results_errors_and_input_are_unchanged(tmp_path):
+    with lean_kernel(tmp_path) as kc:
+        reply, outputs, _ = ks.execute(kc, "6 * 7")
+        assert [o["data"]["text/plain"] for o in outputs if o["msg_type"] == "execute_result"] == ["42"]
+        reply, outputs, _ = ks.execute(kc, "1 / 0")
+        assert reply["status"] == "error" and reply["ename"] == "ZeroDivisionError"
+        assert [o["ename"] for o in outputs if o["msg_type"] == "error"] == ["ZeroDivisionError"]
+        reply, outputs, requests = ks.execute(kc, "print(input('name? ') + '!')", allow_stdin=True,
+                                              stdin_answers=["ada"])
+        assert reply["status"] == "ok" and [r["prompt"] for r in requests] == ["name? "]
+        assert ks.stdout_of(outputs) == "ada!\n"
