@@ -81,6 +81,12 @@ def kernelspecs():
                 os.environ["JUPYTER_PATH"] = old
 
 
+def settle(seconds: float = 2.0) -> None:
+    """Before a measured launch: let the previous one's processes exit and the server's spare
+    kernel come back (it restarts 1 s after being taken), so that no launch meets a busy CPU."""
+    time.sleep(seconds)
+
+
 class EmbeddedServer:
     """`remote-kernel serve --port 0` as a real subprocess; the bridge reaches it over HTTP."""
 

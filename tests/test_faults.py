@@ -36,7 +36,9 @@ class Launched:
         self.root = tempfile.mkdtemp(prefix="rk-fault-root-")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "remote_kernel", "serve", "--port", str(port), "--root", self.root,
-             f"--access-key={self.access}", f"--secret-key={self.secret}", *extra],
+             f"--access-key={self.access}", f"--secret-key={self.secret}",
+             "--warm-kernels", "0",  # these tests count the server's kernel processes
+             *extra],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
         self.url = self.proc.stdout.readline().strip()
         assert self.url.startswith("http://127.0.0.1:"), self.url

@@ -78,7 +78,8 @@ def test_environment_keys_never_reach_sessions(tmp_path):
 
 
 def test_quota_idle_timeout_and_clean_shutdown(tmp_path):
-    srv = start_server(str(tmp_path), "--max-sessions", "2", "--idle-timeout", "3")
+    # no spare kernel: this test counts kernel processes
+    srv = start_server(str(tmp_path), "--max-sessions", "2", "--idle-timeout", "3", "--warm-kernels", "0")
     try:
         client = srv.client()
         client.create_session("python", name="quota-1")

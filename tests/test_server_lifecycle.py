@@ -21,6 +21,9 @@ from remote_kernel import protocol
 from server_fixture import start_server
 
 SERVE = [sys.executable, "-m", "remote_kernel", "serve"]
+# where a test counts the server's kernel processes, no spare kernel (test_warm_kernels.py) may
+# come and go meanwhile
+COUNTED = ("--warm-kernels", "0")
 
 
 def descendants(pid: int) -> set[int]:
@@ -70,7 +73,7 @@ def kill_leftovers(pids) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = start_server(str(tmp_path_factory.mktemp("lifecycle-root")))
+    srv = start_server(str(tmp_path_factory.mktemp("lifecycle-root")), *COUNTED)
     kids = set()
     try:
         yield srv
@@ -178,7 +181,7 @@ def test_parent_pid_must_exist(tmp_path):
 # ---- 3. SIGTERM while a cell sleeps ---------------------------------------------------------------
 
 def test_sigterm_with_running_and_input_waiting_cells(tmp_path):
-    srv = start_server(str(tmp_path))
+    srv = start_server(str(tmp_path), *COUNTED)
     try:
         client = srv.client()
         before = descendants(srv.pid)
@@ -285,7 +288,7 @@ def test_restart_busy_session(server, busy):
 
 
 def test_idle_reaping_leaves_no_process(tmp_path):
-    srv = start_server(str(tmp_path), "--idle-timeout", "2")
+    srv = start_server(str(tmp_path), "--idle-timeout", "2", *COUNTED)
     try:
         client = srv.client()
         before = descendants(srv.pid)

@@ -38,7 +38,9 @@ def fresh_keys() -> tuple[str, str]:
 def server_command(cwd: str, parent_pid: int, python: str | None = None) -> list[str]:
     """The server's argv (no secret in it)."""
     return [python or sys.executable, "-m", "remote_kernel", "serve", "--host", "127.0.0.1", "--port", "0",
-            "--session-cwd", cwd, "--parent-pid", str(parent_pid), "--idle-timeout", "0"]
+            "--session-cwd", cwd, "--parent-pid", str(parent_pid), "--idle-timeout", "0",
+            # one session per private server, created at once: a spare would only idle
+            "--warm-kernels", "0"]
 
 
 def server_environ(base: dict[str, str], access_key: str, secret_key: str) -> dict[str, str]:

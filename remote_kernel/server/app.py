@@ -134,6 +134,9 @@ def register_serve(subparsers) -> None:
     parser.add_argument("--root", default=None, help="sessions run in ROOT/<name> (default: a temp dir)")
     parser.add_argument("--session-cwd", default=None,
                         help="run every session in this one directory (never deleted)")
+    parser.add_argument("--warm-kernels", type=int, default=1, metavar="N",
+                        help="keep N Python kernels started ahead of demand, so that creating a "
+                             "Python session does not wait for a kernel to start (default 1; 0: none)")
     parser.add_argument("--hold", type=float, default=2.5, help="long-poll hold in seconds")
     parser.add_argument("--max-run-buffer", type=int, default=32 * 1024 * 1024,
                         help="unacknowledged output bytes kept per run")
@@ -159,11 +162,14 @@ def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
         keys = dict([keys_mod.load_or_create()])
     if args.max_sessions < 1 or (args.max_sessions_per_key is not None and args.max_sessions_per_key < 1):
         raise SystemExit("remote-kernel serve: session limits must be at least 1")
+    if args.warm_kernels < 0:
+        raise SystemExit("remote-kernel serve: --warm-kernels must be 0 or more")
     config = ServerConfig(
         host=args.host, port=args.port, keys=keys, root=args.root, session_cwd=args.session_cwd,
         idle_timeout=args.idle_timeout, max_sessions=args.max_sessions,
         max_sessions_per_key=args.max_sessions_per_key or args.max_sessions,
         hold=args.hold, max_run_buffer=args.max_run_buffer, extensions=args.extensions,
+        warm_kernels=args.warm_kernels,
     )
     return config, configured
 

@@ -27,6 +27,7 @@ class ServerConfig:
     max_run_buffer: int = 32 * 1024 * 1024  # unacknowledged console bytes kept per run
     finished_run_ttl: float = 60.0
     kernel_start_timeout: float = 60.0
+    warm_kernels: int = 1  # spare Python kernels kept running (warm.py)
     extensions: bool = True  # offer the Part B extensions (False: exactly a classic server)
 
     @property

@@ -25,6 +25,7 @@ from remote_kernel.server.batch import BatchRunner
 from remote_kernel.server.config import ServerConfig
 from remote_kernel.server.errors import ApiError, bad_params, session_not_found
 from remote_kernel.server.runs import WAITING_INPUT, Run
+from remote_kernel.server.warm import WarmPool
 
 log = logging.getLogger("remote_kernel.server")
 
@@ -232,6 +233,17 @@ class Session:
     def touch(self) -> None:
         self.last_used = time.monotonic()
 
+    def is_running(self) -> bool:
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        return self.status == RUNNING and process is not None and process.poll() is None
+
+    def adopt(self, owner: str, name: str, image: str, cwd: str, owns_cwd: bool) -> None:
+        """A spare (warm.py) becomes this owner's session; its kernel is already running."""
+        self.owner, self.name, self.image = owner, name, image
+        self.cwd, self.owns_cwd = cwd, owns_cwd
+        self.created_at = time.time()
+        self.touch()
+
     def submit(self, run: Run) -> None:
         self.runs[run.run_id] = run
         self._queue.put_nowait(run)
@@ -416,10 +428,12 @@ class SessionManager:
         self._unstopped: set[Session] = set()  # started and not yet fully stopped (for kill_all)
         self._reaper: asyncio.Task | None = None
         self._cleanups: set[asyncio.Task] = set()
+        self.warm = WarmPool(self, config.warm_kernels)
 
     def start(self) -> None:
         if self.config.idle_timeout > 0:
             self._reaper = asyncio.create_task(self._reap())
+        self.warm.start()
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -463,19 +477,22 @@ class SessionManager:
         if len(mine) >= self.config.max_sessions_per_key or len(self.sessions) >= self.config.max_sessions:
             raise ApiError(412, "quota-exceeded", "You have reached your resource limit.",
                            f"at most {min(self.config.max_sessions_per_key, self.config.max_sessions)} sessions")
+        spare = self.warm.take(kernel_name, environ)
+        if spare is not None:
+            cwd, owns = self._workdir(name, move_from=spare.cwd if spare.owns_cwd else None)
+            spare.adopt(owner, name, image, cwd, owns)
+            self.sessions[spare.id] = spare
+            log.info("session %s started (%s, a warm %s kernel)", name, spare.id, kernel_name)
+            return spare, True
         cwd, owns = self._workdir(name)
-        session = Session(self, owner, name, image, kernel_name, language, cwd, owns, environ)
+        session = self.new_session(owner, name, image, kernel_name, language, environ, cwd=cwd, owns_cwd=owns)
         self.sessions[session.id] = session
-        self._unstopped.add(session)
         try:
             await session.start()
         except BaseException as exc:
             log.warning("session %s: kernel failed to start: %s", name, type(exc).__name__)
             self.sessions.pop(session.id, None)
-            await session.stop()
-            self._unstopped.discard(session)
-            if not session.ready.done():
-                session.ready.set_result(None)
+            await self.stop_unregistered(session)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise ApiError(500, "kernel-creation-failed", "Kernel creation failed.",
@@ -484,15 +501,45 @@ class SessionManager:
         log.info("session %s started (%s, kernelspec %s)", name, session.id, kernel_name)
         return session, True
 
-    def _workdir(self, name: str) -> tuple[str, bool]:
+    def new_session(self, owner: str, name: str, image: str, kernel_name: str, language: str, environ: dict,
+                    cwd: str | None = None, owns_cwd: bool = False, spare: bool = False) -> Session:
+        """A session not started yet, which ``kill_all`` covers from now on; a spare gets a
+        folder of its own that adoption renames."""
+        if spare:
+            cwd, owns_cwd = self._spare_workdir()
+        session = Session(self, owner, name, image, kernel_name, language, cwd, owns_cwd, environ)
+        if spare:
+            session.ready.set_result(None)
+        self._unstopped.add(session)
+        return session
+
+    async def stop_unregistered(self, session: Session) -> None:
+        """Stop a session that is not (or no longer) among ``sessions``: a failed start, a spare."""
+        await session.stop()
+        self._unstopped.discard(session)
+        if not session.ready.done():
+            session.ready.set_result(None)
+
+    def _workdir(self, name: str, move_from: str | None = None) -> tuple[str, bool]:
+        """The session's folder: the shared ``--session-cwd``, or root/<name> (made new, or
+        ``move_from`` renamed to it: a running kernel's working directory follows a rename)."""
         if self.config.session_cwd:
             os.makedirs(self.config.session_cwd, exist_ok=True)
             return self.config.session_cwd, False
         path = os.path.join(self.root, name)
         while os.path.lexists(path):  # the same name under another key
             path = os.path.join(self.root, f"{name}-{uuid.uuid4().hex[:8]}")
-        os.makedirs(path)
+        if move_from is not None:
+            os.rename(move_from, path)
+        else:
+            os.makedirs(path)
         return path, True
+
+    def _spare_workdir(self) -> tuple[str, bool]:
+        if self.config.session_cwd:
+            os.makedirs(self.config.session_cwd, exist_ok=True)
+            return self.config.session_cwd, False
+        return tempfile.mkdtemp(prefix=".spare-", dir=self.root), True
 
     async def destroy(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
@@ -532,6 +579,7 @@ class SessionManager:
             self._reaper.cancel()
         for task in list(self._cleanups):
             task.cancel()
+        await self.warm.shutdown()
         await asyncio.gather(*(self.destroy(s) for s in list(self.sessions.values())), return_exceptions=True)
         self.kill_all()  # sessions still starting, or whose stop failed
         shutil.rmtree(self.logs_dir, ignore_errors=True)

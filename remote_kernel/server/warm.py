@@ -1,0 +1,98 @@
+"""``WarmPool``: Python kernels started before anyone asks for them.
+
+Starting an IPython kernel takes about half a second, most of a new session's creation.  The
+pool keeps ``--warm-kernels`` spare sessions of the server's own Python running, each in a
+fresh ``.spare-*`` folder under the root; a create request that a spare can serve (a Python
+image, no extra environment) adopts one: its folder is renamed to the session's (the kernel's
+working directory follows the rename), and a replacement starts ``REFILL_DELAY`` seconds
+later, so that it does not compete with the new session's first cells for the CPU.
+
+A spare is an ordinary ``Session`` that belongs to nobody yet: it is stopped, killed and
+cleaned up by the same code as any session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from remote_kernel.server import images
+
+if TYPE_CHECKING:
+    from remote_kernel.server.sessions import Session, SessionManager
+
+log = logging.getLogger("remote_kernel.server")
+
+REFILL_DELAY = 1.0
+SPARE_IMAGE = "python"
+
+
+class WarmPool:
+    def __init__(self, manager: "SessionManager", size: int, refill_delay: float = REFILL_DELAY):
+        self.manager = manager
+        self.size = max(0, size)
+        self.refill_delay = refill_delay
+        self.spares: list["Session"] = []
+        self._starting: set[asyncio.Task] = set()
+        self._closed = False
+
+    def start(self) -> None:
+        self._refill(0.0)
+
+    def take(self, kernel_name: str, environ: dict) -> "Session | None":
+        """A running spare for a session of ``kernel_name`` with ``environ``, or None."""
+        if kernel_name != images.OWN_PYTHON or environ or self._closed:
+            return None
+        taken = None
+        while self.spares and taken is None:
+            spare = self.spares.pop(0)
+            if spare.is_running():
+                taken = spare
+            else:  # it died while waiting
+                self._discard(spare)
+        self._refill(self.refill_delay)
+        return taken
+
+    def _refill(self, delay: float) -> None:
+        for _ in range(self.size - len(self.spares) - len(self._starting)):
+            task = asyncio.create_task(self._spawn(delay))
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
+
+    async def _spawn(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        manager = self.manager
+        spare = manager.new_session(owner="", name="spare", image=SPARE_IMAGE, kernel_name=images.OWN_PYTHON,
+                                    language="python", environ={}, spare=True)
+        try:
+            await spare.start()
+        except BaseException as exc:  # noqa: BLE001 - no retry loop: the next take refills
+            with contextlib.suppress(BaseException):
+                await manager.stop_unregistered(spare)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            log.warning("a spare kernel failed to start: %s", type(exc).__name__)
+            return
+        if self._closed:
+            self._discard(spare)
+        else:
+            self.spares.append(spare)
+            log.info("spare kernel %s ready", spare.km.provisioner.pid)
+
+    def _discard(self, spare: "Session") -> None:
+        task = asyncio.ensure_future(self.manager.stop_unregistered(spare))
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    async def shutdown(self) -> None:
+        self._closed = True
+        for _ in range(10):  # a cancelled start stops its spare first, which takes a moment
+            if not self._starting:
+                break
+            for task in list(self._starting):
+                task.cancel()
+            await asyncio.wait(list(self._starting), timeout=5)
+        spares, self.spares = self.spares, []
+        await asyncio.gather(*(self.manager.stop_unregistered(s) for s in spares), return_exceptions=True)

@@ -1,0 +1,121 @@
+"""The server's warm pool (``--warm-kernels``): a Python session adopts a kernel that is already
+running, in the session's own folder, and the pool refills, skips dead spares, serves nothing it
+cannot serve exactly, and leaves no process or folder behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+import uuid
+
+import psutil
+import pytest
+
+from _procs import live_descendants, survivors
+from remote_kernel.client import Record
+from server_fixture import start_server
+
+pytestmark = pytest.mark.slow
+
+PID_AND_CWD = "import os; print(os.getpid()); print(os.getcwd())"
+
+
+def name() -> str:
+    return "w-" + uuid.uuid4().hex[:10]
+
+
+def stdout(client, session: str, code: str) -> str:
+    events = client.run(session, code)
+    return "".join(e.data for e in events if isinstance(e, Record) and e.kind == "stdout")
+
+
+def kernels_of(srv) -> set[int]:
+    return {p.pid for p in live_descendants(srv.pid) if "remote_kernel.lean_kernel" in " ".join(p.cmdline())}
+
+
+def spares_of(srv) -> set[int]:
+    """Kernels the server's log reports ready as spares, still running, not yet adopted."""
+    with open(srv.stderr_path, encoding="utf-8", errors="replace") as log:
+        ready = {int(pid) for pid in re.findall(r"spare kernel (\d+) ready", log.read())}
+    return ready & kernels_of(srv)
+
+
+def wait_for(predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    return predicate()
+
+
+@pytest.fixture()
+def warm_server(tmp_path):
+    srv = start_server(str(tmp_path / "root"), "--warm-kernels", "1")
+    try:
+        yield srv
+    finally:
+        kids = live_descendants(srv.pid)
+        assert srv.stop() == 0
+        assert not survivors(kids, timeout=10), "a kernel (spare or not) outlived the server"
+        assert not [p for p in os.listdir(tmp_path / "root") if p.startswith(".spare-")]
+
+
+def test_a_python_session_adopts_the_running_spare_in_its_own_folder(warm_server, tmp_path):
+    srv = warm_server
+    spare = wait_for(lambda: spares_of(srv))
+    assert len(spare) == 1
+    with srv.client() as client:
+        n = name()
+        client.create_session("python:3.11", name=n)
+        pid, cwd = stdout(client, n, PID_AND_CWD).split()
+        assert {int(pid)} == spare  # no new kernel was started for it
+        assert cwd == str(tmp_path / "root" / n)
+        # the renamed folder is the session's: uploads land there, and its modules import
+        client.upload(n, [("helper_mod.py", b"ANSWER = 42\n")])
+        assert stdout(client, n, "import helper_mod; print(helper_mod.ANSWER)") == "42\n"
+        # a replacement spare starts, in a fresh folder of its own
+        refill = wait_for(lambda: spares_of(srv) - {int(pid)})
+        assert len(refill) == 1
+        client.destroy_session(n)
+        assert not os.path.exists(tmp_path / "root" / n)
+        assert wait_for(lambda: not psutil.pid_exists(int(pid)) or
+                        psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE, 10)
+
+
+def test_what_a_spare_cannot_serve_exactly_starts_cold(warm_server):
+    srv = warm_server
+    spare = wait_for(lambda: spares_of(srv))
+    with srv.client() as client:
+        n = name()
+        client.create_session("python", name=n, environ={"RK_WARM_TEST": "set at creation"})
+        out = stdout(client, n, "import os; print(os.getpid()); print(os.environ['RK_WARM_TEST'])")
+        pid, value = out.split("\n", 1)
+        assert int(pid) not in spare and value == "set at creation\n"
+        assert spares_of(srv) >= spare  # the spare is still waiting
+        client.destroy_session(n)
+
+
+def test_a_dead_spare_is_never_handed_out(warm_server):
+    srv = warm_server
+    (dead,) = wait_for(lambda: spares_of(srv))
+    os.kill(dead, signal.SIGKILL)
+    with srv.client() as client:
+        n = name()
+        client.create_session("python", name=n)
+        pid = int(stdout(client, n, PID_AND_CWD).split()[0])
+        assert pid != dead
+        assert stdout(client, n, "print(6 * 7)") == "42\n"
+        client.destroy_session(n)
+
+
+def test_no_spare_without_warm_kernels(tmp_path):
+    srv = start_server(str(tmp_path / "root"), "--warm-kernels", "0")
+    try:
+        time.sleep(1.5)
+        assert kernels_of(srv) == set()
+    finally:
+        assert srv.stop() == 0
