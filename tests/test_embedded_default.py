@@ -203,3 +203,21 @@ def test_endpoint_without_keys_is_a_clear_error_not_a_local_fallback(kernelspec_
 
 if sys.platform == "win32":  # pragma: no cover
     pytestmark = pytest.mark.skip("POSIX process handling")
+
+
+SHADOWS = 'raise ImportError("the folder\'s own {name}.py was imported by the kernel machinery")\n'
+
+
+@pytest.mark.slow
+def test_a_folder_whose_files_shadow_stdlib_modules_still_works(kernelspec_root, tmp_path):
+    """Python puts the working directory first on sys.path for ``python -m``: the bridge, the
+    private server and the session kernel all start in the notebook's folder, and must not
+    import its json.py or queue.py in place of the standard library's."""
+    for name in ("json", "queue", "signal", "secrets", "hmac", "base64"):
+        (tmp_path / f"{name}.py").write_text(SHADOWS.format(name=name))
+    (tmp_path / "helper.py").write_text("VALUE = 'from the notebook folder'\n")
+    with kernel_in(tmp_path, NO_ENDPOINT) as (km, kc):
+        reply, outputs, _ = ks.execute(kc, "import helper; print(helper.VALUE)", timeout=90)
+        assert reply["status"] == "ok", reply
+        # the cell's own imports still see the folder, as in any Jupyter kernel
+        assert ks.stdout_of(outputs) == "from the notebook folder\n"
