@@ -478,15 +478,21 @@ class RemoteKernel(Kernel):
         run = self._run
         if run is not None:
             self._abandon(run)
-        loop = asyncio.get_running_loop()
+        # Destroying the remote session waits for its kernel to exit (~0.2 s); this process's
+        # own teardown runs meanwhile.  The thread is not a daemon: Python waits for it before
+        # the process ends, so the session is gone (or destroy_timeout passed) by then.
+        threading.Thread(target=self._end_remote, name="remote-session-end", daemon=False).start()
+        return {"status": "ok", "restart": restart}
+
+    def _end_remote(self) -> None:
         try:
-            await asyncio.wait_for(loop.run_in_executor(None, self.remote.destroy, self.destroy_timeout),
-                                   self.destroy_timeout + 1)
+            if not self.remote.destroy(self.destroy_timeout):
+                log.warning("remote session %s not destroyed within %g s", self.remote.name, self.destroy_timeout)
         except Exception as exc:
             log.warning("remote session %s not destroyed: %s", self.remote.name, exc)
-        self.remote.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        return {"status": "ok", "restart": restart}
+        finally:
+            self.remote.close()
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- completion, inspection, is_complete --------------------------------------------------------
 
