@@ -97,7 +97,9 @@ class EmbeddedServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "remote_kernel", "serve", "--port", "0",
              "--access-key", self.access_key, f"--secret-key={self.secret_key}",
-             "--root", self.root, *extra_args],
+             "--root", self.root,
+             "--parent-pid", str(os.getpid()),  # never outlives an interrupted bench
+             *extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
             env={**os.environ, **(env or {})})
         self.url = None
