@@ -127,13 +127,15 @@ def bench_throughput(direct: Frontend, bridge: Frontend, reps: int) -> None:
 
 def throughput_floor(direct_median: float) -> None:
     """CPU that each hop of 15 MB costs, measured here: a Jupyter (zmq) hop signs, JSON-encodes,
-    verifies and decodes the text; our HTTP hop JSON-encodes and decodes it.  The inner kernel
-    flushes its output as one message at the end of such a cell, so the stages run one after
-    the other: direct pays one zmq hop, the bridge two zmq hops and one HTTP hop."""
-    import json
+    verifies and decodes the text (with orjson when jupyter_client finds it); our HTTP hop
+    JSON-encodes and decodes it as server and client do (remote_kernel.jsonio).  The inner
+    kernel flushes its output as one message at the end of such a cell, so the stages run one
+    after the other: direct pays one zmq hop, the bridge two zmq hops and one HTTP hop."""
     import uuid
 
     from jupyter_client.session import Session
+
+    from remote_kernel import jsonio
 
     session = Session(key=uuid.uuid4().hex.encode())
     text = ("x" * 999 + "\n") * 15000
@@ -143,7 +145,7 @@ def throughput_floor(direct_median: float) -> None:
         session.deserialize(frames[frames.index(b"<IDS|MSG>") + 1:])
 
     def http_hop():
-        json.loads(json.dumps({"result": {"console": [["stdout", text]]}}).encode())
+        jsonio.loads(jsonio.dumps({"result": {"console": [["stdout", text]]}}))
 
     cost = {}
     for name, hop in (("zmq", zmq_hop), ("http", http_hop)):
@@ -223,7 +225,7 @@ def main() -> None:
                 if "streaming" in only:
                     bench_streaming(direct, bridge, 1 if q else 3)
                 if "throughput" in only:
-                    bench_throughput(direct, bridge, 1 if q else 3)
+                    bench_throughput(direct, bridge, 1 if q else 7)
         if "startup" in only:
             bench_startup(server, 2 if q else 5)
         if "notebook" in only:

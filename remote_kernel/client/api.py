@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import requests
 
-from remote_kernel import protocol
+from remote_kernel import jsonio, protocol
 from remote_kernel.client import errors
 from remote_kernel.client.auth import BackendAIAuth
 from remote_kernel.client.config import APIConfig
@@ -168,7 +168,7 @@ class Client:
             return None
         try:
             # straight from the bytes: response.json() decodes the whole body to str first
-            return json.loads(response.content)
+            return jsonio.loads(response.content)
         except ValueError:
             raise errors.BadResponse(self.transport.endpoint, response.status_code,
                                      msg=f"answer is not JSON: {response.text[:200]!r}", request=call) from None

@@ -10,7 +10,7 @@ from typing import Any
 
 import tornado.web
 
-from remote_kernel import protocol, signing
+from remote_kernel import jsonio, protocol, signing
 from remote_kernel.server.errors import ApiError, bad_params
 
 log = logging.getLogger("remote_kernel.server")
@@ -133,7 +133,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(body))
+        self.finish(jsonio.dumps(body))
 
     # -- errors ------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any
 
+from remote_kernel import jsonio
 from remote_kernel.protocol import MIME_SORNA_DRAWING
 
 Record = list  # [kind, data]
@@ -114,7 +115,7 @@ def record_size(record: Record) -> int:
     if record[0] in STREAMS and isinstance(data, list):  # pending chunks of one stream record
         return sum(len(chunk) for chunk in data)
     try:
-        return len(json.dumps(data))
+        return len(jsonio.dumps(data))
     except (TypeError, ValueError):
         return 1024
 
