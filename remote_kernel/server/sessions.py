@@ -37,6 +37,7 @@ IDLE_GRACE = 2.0  # seconds a run waits for its idle status once the reply is in
 LIVENESS_PERIOD = 0.2  # how often a running cell checks that its kernel is still alive
 SHELL_TIMEOUT = 10.0
 KERNEL_GRACE = 3.0  # seconds a kernel gets to act on a shutdown request before it is killed
+SPARE_CHECK_TIMEOUT = 3.0  # an adopted spare must answer kernel_info within this
 
 
 async def _cancel_all(tasks: list[asyncio.Task]) -> None:
@@ -183,7 +184,8 @@ class Session:
         # restart_kernel finds it gone and only has to launch the new one
         await self._halt_kernel(grace=0)
         try:
-            await asyncio.wait_for(self.km.restart_kernel(now=True), self.config.kernel_start_timeout)
+            # cwd: an adopted spare's kernel was launched in the folder that became this one
+            await asyncio.wait_for(self.km.restart_kernel(now=True, cwd=self.cwd), self.config.kernel_start_timeout)
         except Exception as exc:  # noqa: BLE001
             log.warning("session %s: restart failed: %s", self.name, type(exc).__name__)
             raise ApiError(500, "kernel-restart-failed", "Kernel restart failed.") from None
@@ -482,6 +484,16 @@ class SessionManager:
             cwd, owns = self._workdir(name, move_from=spare.cwd if spare.owns_cwd else None)
             spare.adopt(owner, name, image, cwd, owns)
             self.sessions[spare.id] = spare
+            if await spare.shell_request("kernel_info", timeout=SPARE_CHECK_TIMEOUT) is None or not spare.is_running():
+                # it died or hung while it waited: the session gets a new kernel in its folder
+                log.warning("session %s: the spare kernel did not answer; starting a new one", name)
+                try:
+                    await spare.restart()
+                except ApiError:
+                    self.sessions.pop(spare.id, None)
+                    await self.stop_unregistered(spare)
+                    raise ApiError(500, "kernel-creation-failed", "Kernel creation failed.",
+                                   f"the {kernel_name!r} kernel did not start") from None
             log.info("session %s started (%s, a warm %s kernel)", name, spare.id, kernel_name)
             return spare, True
         cwd, owns = self._workdir(name)
