@@ -160,7 +160,7 @@ class Session:
                 await asyncio.wait_for(km.request_shutdown(), 1)
             deadline = time.monotonic() + grace
             while process.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.01)  # a DELETE (and a notebook's shutdown) waits for this
         # the process group also holds whatever the cell started; it must not outlive us
         self._kill_group()
         if process is not None:
