@@ -56,11 +56,12 @@ def on_jupyter_path(root: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def running_kernel(env: dict[str, str], name: str = KERNEL_NAME, startup_timeout: float = 60) -> Iterator[tuple[KernelManager, Any]]:
-    """Start the named kernelspec with ``env`` added; yield (manager, blocking client); always
-    shut it down."""
+def running_kernel(env: dict[str, str], name: str = KERNEL_NAME, startup_timeout: float = 60,
+                   unset: tuple[str, ...] = ()) -> Iterator[tuple[KernelManager, Any]]:
+    """Start the named kernelspec with ``env`` added and ``unset`` removed; yield (manager,
+    blocking client); always shut it down."""
     km = KernelManager(kernel_name=name)
-    full_env = dict(os.environ)
+    full_env = {k: v for k, v in os.environ.items() if k not in unset}
     full_env.update(env)
     km.start_kernel(env=full_env)
     kc = km.client()

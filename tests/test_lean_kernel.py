@@ -6,12 +6,10 @@ output path while skipping the shell-channel thread and empty flushes; the switc
 from __future__ import annotations
 
 import json
-import os
 import sys
 from contextlib import contextmanager
 
 import pytest
-from jupyter_client.manager import KernelManager
 
 import kernel_support as ks
 
@@ -28,19 +26,9 @@ def lean_kernel(tmp_path, *extra: str):
         "argv": [sys.executable, "-m", "remote_kernel.lean_kernel", "-f", "{connection_file}", *extra],
         "display_name": "lean", "language": "python"}))
     # ipykernel does not capture file descriptor 1 when it believes it runs under pytest
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
-    with ks.on_jupyter_path(tmp_path):
-        km = KernelManager(kernel_name="lean-test")
-        km.start_kernel(env=env)
-        kc = km.client()
-        kc.start_channels()
-        try:
-            kc.wait_for_ready(timeout=60)
-            yield kc
-        finally:
-            kc.stop_channels()
-            km.shutdown_kernel(now=True)
-            km.cleanup_resources()
+    with ks.on_jupyter_path(tmp_path), \
+            ks.running_kernel({}, name="lean-test", unset=("PYTEST_CURRENT_TEST",)) as (_km, kc):
+        yield kc
 
 
 def test_lean_kernel_has_no_shell_channel_thread_and_offers_no_subshells(tmp_path):

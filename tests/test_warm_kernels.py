@@ -100,18 +100,31 @@ def test_what_a_spare_cannot_serve_exactly_starts_cold(warm_server):
         client.destroy_session(n)
 
 
-def test_a_dead_spare_is_never_handed_out(warm_server):
+def exited(pid: int) -> bool:
+    """Dead: a zombie its parent (the server) has not reaped yet, or gone."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("dead_before_create", [True, False])
+def test_a_dead_spare_is_never_handed_out(warm_server, dead_before_create):
     """Killed while it waits (here: just before the create, whether or not the server has
     seen it exit yet), the spare is replaced: the session runs on a new kernel."""
     srv = warm_server
     (dead,) = wait_for(lambda: spares_of(srv))
     os.kill(dead, signal.SIGKILL)
+    if dead_before_create:  # the server finds it dead when it looks: discarded, and replaced
+        assert wait_for(lambda: exited(dead), 10)
     with srv.client() as client:
         n = name()
         client.create_session("python", name=n)
         pid = int(stdout(client, n, PID_AND_CWD).split()[0])
         assert pid != dead
         assert stdout(client, n, "print(6 * 7)") == "42\n"
+        # the pool is full again, without waiting for another create
+        assert wait_for(lambda: spares_of(srv) - {dead, pid}), "no new spare after a dead one"
         client.destroy_session(n)
 
 

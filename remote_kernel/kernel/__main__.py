@@ -2,8 +2,9 @@
 
 The standard wrapper-kernel launcher (IPKernelApp with our kernel class: it installs no IPython
 shell for a plain ``Kernel`` subclass; made lean by ``remote_kernel.lean_kernel``), plus defaults
-from ``remote_kernel_config.py``/``.json`` in the Jupyter config path, e.g. ``c.RemoteKernel.resources = {"cpu": "2"}``.  The command line
-(the kernelspec's argv) still wins over the file.
+from ``remote_kernel_config.py``/``.json`` in the Jupyter config path, e.g.
+``c.RemoteKernel.resources = {"cpu": "2"}``.  The command line (the kernelspec's argv) still
+wins over the file.
 """
 
 from jupyter_core.paths import jupyter_config_path

@@ -514,14 +514,9 @@ class SessionManager:
         return session, True
 
     def new_session(self, owner: str, name: str, image: str, kernel_name: str, language: str, environ: dict,
-                    cwd: str | None = None, owns_cwd: bool = False, spare: bool = False) -> Session:
-        """A session not started yet, which ``kill_all`` covers from now on; a spare gets a
-        folder of its own that adoption renames."""
-        if spare:
-            cwd, owns_cwd = self._spare_workdir()
+                    cwd: str, owns_cwd: bool) -> Session:
+        """A session not started yet, which ``kill_all`` covers from now on."""
         session = Session(self, owner, name, image, kernel_name, language, cwd, owns_cwd, environ)
-        if spare:
-            session.ready.set_result(None)
         self._unstopped.add(session)
         return session
 
@@ -532,11 +527,15 @@ class SessionManager:
         if not session.ready.done():
             session.ready.set_result(None)
 
+    def _shared_cwd(self) -> str | None:
+        if self.config.session_cwd:
+            os.makedirs(self.config.session_cwd, exist_ok=True)
+        return self.config.session_cwd
+
     def _workdir(self, name: str, move_from: str | None = None) -> tuple[str, bool]:
         """The session's folder: the shared ``--session-cwd``, or root/<name> (made new, or
         ``move_from`` renamed to it: a running kernel's working directory follows a rename)."""
-        if self.config.session_cwd:
-            os.makedirs(self.config.session_cwd, exist_ok=True)
+        if self._shared_cwd():
             return self.config.session_cwd, False
         path = os.path.join(self.root, name)
         while os.path.lexists(path):  # the same name under another key
@@ -547,9 +546,9 @@ class SessionManager:
             os.makedirs(path)
         return path, True
 
-    def _spare_workdir(self) -> tuple[str, bool]:
-        if self.config.session_cwd:
-            os.makedirs(self.config.session_cwd, exist_ok=True)
+    def spare_workdir(self) -> tuple[str, bool]:
+        """A spare's folder: the shared one, or a fresh root/.spare-* that adoption renames."""
+        if self._shared_cwd():
             return self.config.session_cwd, False
         return tempfile.mkdtemp(prefix=".spare-", dir=self.root), True
 

@@ -35,7 +35,8 @@ class WarmPool:
         self.size = max(0, size)
         self.refill_delay = refill_delay
         self.spares: list["Session"] = []
-        self._starting: set[asyncio.Task] = set()
+        self._starting: set[asyncio.Task] = set()  # spares on their way (counted as spares)
+        self._stopping: set[asyncio.Task] = set()  # dead or surplus spares being stopped
         self._closed = False
 
     def start(self) -> None:
@@ -64,8 +65,10 @@ class WarmPool:
     async def _spawn(self, delay: float) -> None:
         await asyncio.sleep(delay)
         manager = self.manager
+        cwd, owns_cwd = manager.spare_workdir()
         spare = manager.new_session(owner="", name="spare", image=SPARE_IMAGE, kernel_name=images.OWN_PYTHON,
-                                    language="python", environ={}, spare=True)
+                                    language="python", environ={}, cwd=cwd, owns_cwd=owns_cwd)
+        spare.ready.set_result(None)  # nobody waits for a spare to be created
         try:
             await spare.start()
         except BaseException as exc:  # noqa: BLE001 - no retry loop: the next take refills
@@ -83,8 +86,8 @@ class WarmPool:
 
     def _discard(self, spare: "Session") -> None:
         task = asyncio.ensure_future(self.manager.stop_unregistered(spare))
-        self._starting.add(task)
-        task.add_done_callback(self._starting.discard)
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     async def shutdown(self) -> None:
         self._closed = True
@@ -95,4 +98,5 @@ class WarmPool:
                 task.cancel()
             await asyncio.wait(list(self._starting), timeout=5)
         spares, self.spares = self.spares, []
-        await asyncio.gather(*(self.manager.stop_unregistered(s) for s in spares), return_exceptions=True)
+        await asyncio.gather(*self._stopping, *(self.manager.stop_unregistered(s) for s in spares),
+                             return_exceptions=True)
