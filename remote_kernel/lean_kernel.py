@@ -12,14 +12,19 @@ Two costs sit on every request of a stock ipykernel 7 kernel (measured in bench/
 
 ``LeanKernelApp`` applies both; with ``subshells_enabled=True`` it is a stock ``IPKernelApp``.
 The bridge's launcher subclasses it, and the embedded server runs its Python sessions with
-``python -m remote_kernel.lean_kernel`` (an ordinary IPython kernel otherwise).
+``python -m remote_kernel.lean_kernel --IPKernelApp.kernel_class=...ServerIPythonKernel``: an
+ordinary IPython kernel otherwise, minus the two IOPub messages per request the server never
+reads.  Both kinds of process leave message dates unparsed (``jsonio``).
 """
 
 from __future__ import annotations
 
 from ipykernel.iostream import OutStream
+from ipykernel.ipkernel import IPythonKernel
 from ipykernel.kernelapp import IPKernelApp
 from traitlets import Bool, DottedObjectName
+
+from remote_kernel import jsonio
 
 
 class LeanOutStream(OutStream):
@@ -30,6 +35,20 @@ class LeanOutStream(OutStream):
             idle = not (self._buffers or self._flush_pending or self._subprocess_flush_pending)
         if not idle:
             super().flush()
+
+
+class ServerIPythonKernel(IPythonKernel):
+    """The embedded server's Python kernel.  Its IOPub has one subscriber, the server, which
+    reads outputs and the ``idle`` status only (the bridge publishes its own ``busy`` and
+    ``execute_input`` to the notebook); sending, then decoding, the other two messages of every
+    request was pure cost on both sides of the socket."""
+
+    def _publish_execute_input(self, code, parent, execution_count) -> None:
+        pass
+
+    def _publish_status(self, status, channel, parent=None) -> None:
+        if status != "busy":
+            super()._publish_status(status, channel, parent)
 
 
 class LeanKernelApp(IPKernelApp):
@@ -44,6 +63,7 @@ class LeanKernelApp(IPKernelApp):
             self.shell_channel_thread = None  # ipykernel then reads the shell socket on the main loop
 
     def initialize(self, argv=None) -> None:
+        jsonio.keep_message_dates_as_strings()  # a kernel process is wholly ours
         super().initialize(argv)
         # traitlets leaves the logger at DEBUG and filters in the handler, so every debug call
         # on the request path (three per request) still builds a LogRecord.

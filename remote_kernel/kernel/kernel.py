@@ -94,6 +94,8 @@ class RemoteKernel(Kernel):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self._setup_logging()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._on_sigint)
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="remote-kernel")
         self._run: CellRun | None = None
         self._outputs = OutputContext()
@@ -159,11 +161,14 @@ class RemoteKernel(Kernel):
 
     # -- SIGINT: interrupt the remote instead of raising KeyboardInterrupt in an await -------
 
+    # Installed once, in __init__: with no cell running, ``_interrupt`` does nothing, which is what
+    # ipykernel's ignored SIGINT between requests does too; two signal.signal calls per request
+    # (ipykernel's default hooks) are saved.
     def pre_handler_hook(self) -> None:
-        self.saved_sigint_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        pass
 
     def post_handler_hook(self) -> None:
-        signal.signal(signal.SIGINT, self.saved_sigint_handler)
+        pass
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self._interrupt("SIGINT")

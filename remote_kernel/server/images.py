@@ -25,9 +25,11 @@ class ServerKernelSpecManager(KernelSpecManager):
             return KernelSpec(
                 # Each session keeps its own history, as each container does on a real server:
                 # one shared ~/.ipython history database serialises every session on its lock.
-                # lean_kernel: an IPython kernel without ipykernel 7's per-request thread hops.
+                # lean_kernel: an IPython kernel without ipykernel 7's per-request thread hops
+                # and without the IOPub messages the server does not read.
                 argv=[sys.executable, "-m", "remote_kernel.lean_kernel", "-f", "{connection_file}",
-                      "--HistoryManager.hist_file=:memory:"],
+                      "--HistoryManager.hist_file=:memory:",
+                      "--IPKernelApp.kernel_class=remote_kernel.lean_kernel.ServerIPythonKernel"],
                 display_name="Python 3 (remote_kernel server)", language="python",
                 interrupt_mode="signal", metadata={"debugger": False}, resource_dir="",
             )
