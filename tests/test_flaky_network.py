@@ -140,3 +140,28 @@ def test_an_answer_cut_by_an_orderly_close_is_noticed_not_taken_as_empty(server)
     print(f"\norderly cuts: {proxy.resets}; outcomes {sorted(set(outcomes))}")
     assert proxy.resets >= 10
     assert all(o == "finished" for o in outcomes), outcomes
+
+
+def test_a_server_that_stops_answering_can_be_abandoned(server, kernelspec_root):
+    # The cell's HTTP call blocks in the worker thread; the main thread must still answer the
+    # notebook once the user interrupts twice (no answer will come for 30 s).
+    host, port = server.url.rsplit("//", 1)[1].split(":")
+    with FlakyProxy(host, int(port), reset_share=0.0, delay_share=0.0) as proxy:
+        with ks.running_kernel(proxied_env(server, proxy)) as (km, kc):
+            warm_up(kc)
+            proxy.read_delay = 30.0  # every answer from now on is held
+            msg_id = kc.execute("print('never seen')")
+            time.sleep(1.0)
+            km.interrupt_kernel()
+            time.sleep(3.5)  # longer than the grace time
+            started = time.monotonic()
+            km.interrupt_kernel()
+            while True:
+                msg = kc.get_shell_msg(timeout=15)
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    break
+            assert time.monotonic() - started < 2.0
+            assert msg["content"]["ename"] == "KeyboardInterrupt"
+            assert "stopped waiting" in msg["content"]["evalue"]
+            assert kc.kernel_info(reply=True, timeout=10)["content"]["status"] == "ok"
+            proxy.read_delay = 0.0

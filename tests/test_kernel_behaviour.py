@@ -182,6 +182,24 @@ def test_shutdown_leaves_no_session_on_the_server(server, kernelspec_root):
             client.get_session(name)
 
 
+def test_shutdown_during_a_running_cell_exits_cleanly_and_ends_the_session(server, kernelspec_root):
+    # The main thread waits on the cell's worker; a shutdown (control thread) must wake it, or
+    # the process hangs until jupyter_client kills it (exit code -9) and the session leaks.
+    with ks.api_client(server) as client:
+        with ks.running_kernel(ks.server_env(server)) as (km, kc):
+            assert ks.execute(kc, "pass", timeout=60)[0]["status"] == "ok"
+            name = session_name_of(kc)
+            kc.execute("import time; time.sleep(60)")
+            time.sleep(1.0)
+            process = km.provisioner.process
+            started = time.monotonic()
+            km.shutdown_kernel(now=False)
+            assert time.monotonic() - started < 4.0  # jupyter_client kills after 5 s
+            assert process.returncode == 0
+        with pytest.raises(errors.SessionNotFound):
+            client.get_session(name)
+
+
 def test_bad_keys_give_a_clear_error_cell(server, kernelspec_root):
     env = ks.server_env(server, secret_key="definitely-the-wrong-secret")
     with ks.running_kernel(env) as (km, kc):
