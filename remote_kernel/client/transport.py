@@ -24,6 +24,7 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from remote_kernel.client import errors
+from remote_kernel.client.loopback import LoopbackAdapter
 
 log = logging.getLogger("remote_kernel.client")
 
@@ -100,6 +101,11 @@ class Transport:
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        # A server on this machine (the embedded one) gets the lean adapter: half the CPU.
+        lean = LoopbackAdapter(adapter, max_idle=pool_size)
+        for endpoint in self.endpoints:
+            if endpoint.lower().startswith("http://") and _is_loopback(endpoint):
+                self.session.mount(endpoint + "/", lean)
 
     @classmethod
     def from_config(cls, config: Any, auth: requests.auth.AuthBase | None = None, **kwargs: Any) -> "Transport":

@@ -1,0 +1,185 @@
+"""A lean ``requests`` transport adapter for plain-HTTP endpoints on this machine (the embedded
+server).
+
+Through urllib3, one execute call cost the bridge ~1.2 ms of CPU, half of it in layers a
+loopback connection never needs (pool and retry objects, header wrappers, proxy and TLS logic),
+and it sent the headers and the body as two segments.  This adapter keeps a few keep-alive
+``http.client`` connections, writes each request with one ``sendall`` and parses the answer
+with ``http.client`` itself: ~0.6 ms of CPU per call, ~0.9 ms less latency (measured in bench/).
+
+Failures raise the same ``requests`` exceptions ``HTTPAdapter`` raises, wrapping the same
+urllib3 causes, so the transport's retry rules (``transport._not_sent`` and friends) read them
+unchanged.  Anything this adapter does not do (TLS, a proxy, a streamed body) goes to a stock
+``HTTPAdapter``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import select
+import socket
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import urllib3.exceptions
+from requests.adapters import BaseAdapter, HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
+
+from remote_kernel.client.auth import host_header
+
+# Headers requests adds that we replace: no compression (we would have to undo it), and the
+# framing is ours to write.
+_DROPPED = frozenset({"accept-encoding", "content-length", "transfer-encoding", "host", "connection"})
+
+
+class LoopbackAdapter(BaseAdapter):
+    def __init__(self, fallback: HTTPAdapter, max_idle: int = 4):
+        super().__init__()
+        self.fallback = fallback
+        self.max_idle = max_idle
+        self._idle: list[tuple[tuple[str, int], socket.socket]] = []
+        self._lock = threading.Lock()
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
+             verify: Any = True, cert: Any = None, proxies: Any = None) -> requests.Response:
+        body = request.body
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        parts = urlsplit(request.url or "")
+        if (parts.scheme != "http" or cert or any((proxies or {}).values())
+                or not (body is None or isinstance(body, (bytes, bytearray)))):
+            return self.fallback.send(request, stream=stream, timeout=timeout, verify=verify,
+                                      cert=cert, proxies=proxies)
+        connect_timeout, read_timeout = _timeouts(timeout)
+        address = (parts.hostname or "127.0.0.1", parts.port or 80)
+        message = _encode(request, body or b"")
+        sock = self._take(address)
+        if sock is None:
+            sock = _connect(address, connect_timeout, request)
+        try:
+            sock.settimeout(read_timeout)
+            sock.sendall(message)
+            answer = http.client.HTTPResponse(sock, method=request.method)
+            answer.begin()
+        except socket.timeout as exc:
+            sock.close()
+            raise requests.exceptions.ReadTimeout(
+                urllib3.exceptions.ReadTimeoutError(None, request.url, f"Read timed out. (read timeout={read_timeout})"),
+                request=request) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            sock.close()
+            raise requests.exceptions.ConnectionError(
+                urllib3.exceptions.ProtocolError("Connection aborted.", exc), request=request) from exc
+        try:
+            content = answer.read()
+        except socket.timeout as exc:
+            sock.close()
+            raise requests.exceptions.ConnectionError(
+                urllib3.exceptions.ReadTimeoutError(None, request.url, "Read timed out."), request=request) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            sock.close()
+            raise requests.exceptions.ChunkedEncodingError(
+                urllib3.exceptions.ProtocolError(f"Connection broken: {exc!r}", exc), request=request) from exc
+        if answer.will_close:
+            sock.close()
+        else:
+            self._give_back(address, sock)
+        return _response(request, answer, content)
+
+    def _take(self, address: tuple[str, int]) -> socket.socket | None:
+        with self._lock:
+            for index in range(len(self._idle) - 1, -1, -1):
+                if self._idle[index][0] == address:
+                    sock = self._idle.pop(index)[1]
+                    break
+            else:
+                return None
+        if _dropped(sock):  # the server closed it while idle: use a fresh one
+            sock.close()
+            return None
+        return sock
+
+    def _give_back(self, address: tuple[str, int], sock: socket.socket) -> None:
+        with self._lock:
+            if len(self._idle) < self.max_idle:
+                self._idle.append((address, sock))
+                return
+        sock.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for _, sock in idle:
+            sock.close()
+        self.fallback.close()
+
+
+def _timeouts(timeout: Any) -> tuple[float | None, float | None]:
+    if isinstance(timeout, tuple):
+        return timeout[0], timeout[1]
+    return timeout, timeout
+
+
+def _encode(request: requests.PreparedRequest, body: bytes) -> bytes:
+    """Request line, headers and body as one buffer (one segment on the wire)."""
+    lines = [f"{request.method} {request.path_url} HTTP/1.1",
+             f"Host: {request.headers.get('Host') or host_header(request.url or '')}",
+             f"Content-Length: {len(body)}", "Accept-Encoding: identity"]
+    for name, value in request.headers.items():
+        if name.lower() not in _DROPPED:
+            lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _connect(address: tuple[str, int], timeout: float | None, request: requests.PreparedRequest) -> socket.socket:
+    try:
+        sock = socket.create_connection(address, timeout=timeout)
+    except socket.timeout as exc:
+        raise requests.exceptions.ConnectTimeout(
+            urllib3.exceptions.ConnectTimeoutError(None, f"Connection to {address[0]} timed out."),
+            request=request) from exc
+    except OSError as exc:
+        # what urllib3 raises for a refused or unreachable connection: nothing was sent
+        raise requests.exceptions.ConnectionError(
+            urllib3.exceptions.NewConnectionError(None, f"Failed to establish a new connection: {exc}"),
+            request=request) from exc
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _dropped(sock: socket.socket) -> bool:
+    """An idle keep-alive connection is readable only if the server closed it (or broke it)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+class _Body:
+    """``Response.raw`` for an answer already read in full."""
+
+    def __init__(self, content: bytes):
+        self._content = content
+
+    def read(self, amt: int | None = None, decode_content: bool = True) -> bytes:
+        content, self._content = self._content, b""
+        return content
+
+    def close(self) -> None:
+        pass
+
+
+def _response(request: requests.PreparedRequest, answer: http.client.HTTPResponse, content: bytes) -> requests.Response:
+    response = requests.Response()
+    response.status_code = answer.status
+    response.reason = answer.reason
+    response.headers = CaseInsensitiveDict(answer.getheaders())
+    response.encoding = get_encoding_from_headers(response.headers)
+    response.url = request.url or ""
+    response.request = request
+    response.raw = _Body(content)
+    return response
