@@ -76,3 +76,43 @@ def test_results_errors_and_input_are_unchanged(tmp_path):
                                               stdin_answers=["ada"])
         assert reply["status"] == "ok" and [r["prompt"] for r in requests] == ["name? "]
         assert ks.stdout_of(outputs) == "ada!\n"
+
+
+SERVER_KERNEL = "--IPKernelApp.kernel_class=remote_kernel.lean_kernel.ServerIPythonKernel"
+
+
+def iopub_types_of(kc, code: str) -> list[str]:
+    msg_id = kc.execute(code)
+    kinds = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=10)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind = msg["msg_type"]
+        if kind == "status":
+            kind = msg["content"]["execution_state"]
+        kinds.append(kind)
+        if kind == "idle":
+            return kinds
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ((), ["busy", "execute_input", "stream", "execute_result", "idle"]),
+    # the embedded server's kernel: only what the server reads (outputs, then idle)
+    ((SERVER_KERNEL,), ["stream", "execute_result", "idle"]),
+])
+def test_iopub_messages_of_a_cell(tmp_path, extra, expected):
+    with lean_kernel(tmp_path, *extra) as kc:
+        ks.drain_iopub(kc)
+        for _ in range(2):
+            assert iopub_types_of(kc, "print('hi'); 6 * 7") == expected
+
+
+def test_the_server_kernel_still_errors_and_asks_for_input(tmp_path):
+    with lean_kernel(tmp_path, SERVER_KERNEL) as kc:
+        reply, outputs, _ = ks.execute(kc, "1 / 0")
+        assert reply["status"] == "error" and [o["ename"] for o in outputs if o["msg_type"] == "error"] == \
+            ["ZeroDivisionError"]
+        reply, outputs, requests = ks.execute(kc, "print(input('name? ') + '!')", allow_stdin=True,
+                                              stdin_answers=["ada"])
+        assert reply["status"] == "ok" and ks.stdout_of(outputs) == "ada!\n"
