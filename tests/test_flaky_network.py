@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 
 import pytest
@@ -142,18 +143,47 @@ def test_an_answer_cut_by_an_orderly_close_is_noticed_not_taken_as_empty(server)
     assert all(o == "finished" for o in outcomes), outcomes
 
 
-def test_a_server_that_stops_answering_can_be_abandoned(server, kernelspec_root):
-    # The cell's HTTP call blocks in the worker thread; the main thread must still answer the
-    # notebook once the user interrupts twice (no answer will come for 30 s).
+@pytest.mark.parametrize("interrupt", ["interrupt_request", "SIGINT"])
+def test_a_server_that_stops_answering_can_be_abandoned(server, kernelspec_root, interrupt):
+    # The cell's loop blocks on an HTTP answer that will not come for 30 s; a second interrupt
+    # after the grace time must still end the cell at once, and the kernel must live on.
     host, port = server.url.rsplit("//", 1)[1].split(":")
     with FlakyProxy(host, int(port), reset_share=0.0, delay_share=0.0) as proxy:
         with ks.running_kernel(proxied_env(server, proxy)) as (km, kc):
+            def interrupt_once():
+                if interrupt == "SIGINT":
+                    os.kill(km.provisioner.process.pid, signal.SIGINT)
+                else:
+                    km.interrupt_kernel()
+
             warm_up(kc)
             proxy.read_delay = 30.0  # every answer from now on is held
             msg_id = kc.execute("print('never seen')")
             time.sleep(1.0)
-            km.interrupt_kernel()
+            interrupt_once()
             time.sleep(3.5)  # longer than the grace time
+            started = time.monotonic()
+            interrupt_once()
+            while True:
+                msg = kc.get_shell_msg(timeout=15)
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    break
+            assert time.monotonic() - started < 2.0
+            assert msg["content"]["ename"] == "KeyboardInterrupt"
+            assert "stopped waiting" in msg["content"]["evalue"]
+            assert kc.kernel_info(reply=True, timeout=10)["content"]["status"] == "ok"
+            proxy.read_delay = 0.0
+
+
+def test_a_session_that_never_gets_created_can_be_abandoned(server, kernelspec_root):
+    # From the start no answer comes: the first cell waits for the session's creation.
+    host, port = server.url.rsplit("//", 1)[1].split(":")
+    with FlakyProxy(host, int(port), reset_share=0.0, delay_share=0.0, read_delay=30.0) as proxy:
+        with ks.running_kernel(proxied_env(server, proxy)) as (km, kc):
+            msg_id = kc.execute("print('never seen')")
+            time.sleep(1.0)
+            km.interrupt_kernel()
+            time.sleep(3.5)
             started = time.monotonic()
             km.interrupt_kernel()
             while True:
@@ -161,7 +191,6 @@ def test_a_server_that_stops_answering_can_be_abandoned(server, kernelspec_root)
                 if msg["parent_header"].get("msg_id") == msg_id:
                     break
             assert time.monotonic() - started < 2.0
-            assert msg["content"]["ename"] == "KeyboardInterrupt"
             assert "stopped waiting" in msg["content"]["evalue"]
             assert kc.kernel_info(reply=True, timeout=10)["content"]["status"] == "ok"
             proxy.read_delay = 0.0

@@ -60,29 +60,10 @@ class LoopbackAdapter(BaseAdapter):
         if sock is None:
             sock = _connect(address, connect_timeout, request)
         try:
-            sock.settimeout(read_timeout)
-            sock.sendall(message)
-            answer = http.client.HTTPResponse(sock, method=request.method)
-            answer.begin()
-        except socket.timeout as exc:
-            sock.close()
-            raise requests.exceptions.ReadTimeout(
-                urllib3.exceptions.ReadTimeoutError(None, request.url, f"Read timed out. (read timeout={read_timeout})"),
-                request=request) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            sock.close()
-            raise requests.exceptions.ConnectionError(
-                urllib3.exceptions.ProtocolError("Connection aborted.", exc), request=request) from exc
-        try:
-            content = answer.read()
-        except socket.timeout as exc:
-            sock.close()
-            raise requests.exceptions.ConnectionError(
-                urllib3.exceptions.ReadTimeoutError(None, request.url, "Read timed out."), request=request) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            sock.close()
-            raise requests.exceptions.ChunkedEncodingError(
-                urllib3.exceptions.ProtocolError(f"Connection broken: {exc!r}", exc), request=request) from exc
+            answer, content = _exchange(sock, message, request, read_timeout)
+        except BaseException:
+            sock.close()  # whatever broke the exchange (even an abandoned cell), never reuse it
+            raise
         if answer.will_close:
             sock.close()
         else:
@@ -115,6 +96,32 @@ class LoopbackAdapter(BaseAdapter):
         for _, sock in idle:
             sock.close()
         self.fallback.close()
+
+
+def _exchange(sock: socket.socket, message: bytes, request: requests.PreparedRequest,
+              read_timeout: float | None) -> tuple[http.client.HTTPResponse, bytes]:
+    """Send the request, read the whole answer; failures as the requests exceptions HTTPAdapter
+    raises (before the headers: the call may have reached the server; after: a cut answer)."""
+    try:
+        sock.settimeout(read_timeout)
+        sock.sendall(message)
+        answer = http.client.HTTPResponse(sock, method=request.method)
+        answer.begin()
+    except socket.timeout as exc:
+        raise requests.exceptions.ReadTimeout(
+            urllib3.exceptions.ReadTimeoutError(None, request.url, f"Read timed out. (read timeout={read_timeout})"),
+            request=request) from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise requests.exceptions.ConnectionError(
+            urllib3.exceptions.ProtocolError("Connection aborted.", exc), request=request) from exc
+    try:
+        return answer, answer.read()
+    except socket.timeout as exc:
+        raise requests.exceptions.ConnectionError(
+            urllib3.exceptions.ReadTimeoutError(None, request.url, "Read timed out."), request=request) from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise requests.exceptions.ChunkedEncodingError(
+            urllib3.exceptions.ProtocolError(f"Connection broken: {exc!r}", exc), request=request) from exc
 
 
 def _timeouts(timeout: Any) -> tuple[float | None, float | None]:

@@ -1,21 +1,24 @@
 """``RemoteKernel``: an ipykernel ``Kernel`` that runs every cell on a remote session.
 
 Threads (see /work/shared/reference/JUPYTER.md):
-* the main thread's asyncio loop serves shell requests; ``do_execute`` hands the blocking
-  execute loop to a worker thread and waits for it *without* awaiting: shell requests run one
-  at a time anyway, and an asyncio hand-back (``wrap_future``, ``call_soon_threadsafe``, a loop
-  wake-up) cost ~0.5 ms of every cell.  The wait wakes when the worker ends or the run is
-  abandoned, so a remote that never answers cannot hold the notebook; our SIGINT handler
-  never raises, so no ``KeyboardInterrupt`` surfaces in the wait (that kills ipykernel kernels);
+* the main thread's asyncio loop serves shell requests, one at a time; ``do_execute`` runs the
+  blocking execute loop right there.  (A worker thread the main thread waits for cost two
+  thread wake-ups, ~0.5 ms of every cell on a busy machine, and bought nothing: the next shell
+  request waits for this one's reply either way.)
 * the control thread serves ``interrupt_request``/``shutdown_request`` while a cell runs;
-* the worker sends iopub messages itself, with the parent header captured on the main thread.
+* interrupts never raise in the main thread: our SIGINT handler asks the remote to stop (a
+  ``KeyboardInterrupt`` inside ipykernel's ``await`` kills the kernel).  Only when the user
+  gives up on a remote that does not stop (a second interrupt after the grace time, or a
+  shutdown) is the main thread signalled to raise ``_Abandoned`` *inside the cell's loop*: that
+  breaks whatever it waits on (an HTTP answer that never comes, the session's creation, input)
+  and the cell ends with a clear error while the kernel lives on.
+* ``_complete``/``_inspect`` calls run on a small thread pool with a short timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codeop
-import contextvars
 import logging
 import re
 import signal
@@ -45,8 +48,10 @@ log = logging.getLogger("remote_kernel.kernel")
 QUICK_CALL_TIMEOUT = 4.0  # complete / inspect / is_complete: an empty answer beats a stuck UI
 
 
-class _Abandoned(Exception):
-    """The user gave up waiting for the remote (second interrupt, shutdown)."""
+class _Abandoned(BaseException):
+    """The user gave up waiting for the remote (second interrupt, shutdown).  Raised by the
+    SIGINT handler wherever the cell's loop waits; a BaseException, like KeyboardInterrupt, so
+    that no library's ``except Exception`` swallows it."""
 
 
 class _InputCancelled(Exception):
@@ -55,7 +60,7 @@ class _InputCancelled(Exception):
 
 @dataclass
 class CellRun:
-    """Everything the worker and the control thread share about the running cell."""
+    """Everything the main thread and the control thread share about the running cell."""
 
     parent: dict
     ident: Any
@@ -65,7 +70,7 @@ class CellRun:
     interrupted_at: float | None = None
     abandoned: bool = False
     input_cancel: threading.Event = field(default_factory=threading.Event)
-    wake: threading.Event = field(default_factory=threading.Event)  # the worker ended, or abandoned
+    breakable: bool = False  # the main thread is inside the cell's loop: _Abandoned may be raised
     outputs_sent: int = 0
     remote_answered: bool = False  # the remote accepted this cell's first request
 
@@ -90,7 +95,7 @@ class RemoteKernel(Kernel):
     interrupt_grace = Float(3.0, help="Seconds after an interrupt before a second one abandons the wait.").tag(config=True)
     destroy_timeout = Float(5.0, help="Seconds shutdown waits for the remote session's destruction.").tag(config=True)
     # ipykernel sleeps 0.5 ms before every execute_reply so that output printed *in this process*
-    # reaches iopub first; ours is sent from the worker before the cell ends, so it only costs time.
+    # reaches iopub first; ours is all sent before the cell ends, so it only costs time.
     _execute_sleep = Float(0.0).tag(config=True)
 
     def __init__(self, **kwargs: Any):
@@ -173,6 +178,9 @@ class RemoteKernel(Kernel):
         pass
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
+        run = self._run
+        if run is not None and run.abandoned and run.breakable:
+            raise _Abandoned()  # see _abandon; only ever inside the cell's loop
         self._interrupt("SIGINT")
 
     # -- execute -----------------------------------------------------------------------------
@@ -189,21 +197,7 @@ class RemoteKernel(Kernel):
         )
         self._run = run
         try:
-            worker = self._executor.submit(contextvars.copy_context().run, self._execute_cell, run, code)
-            worker.add_done_callback(lambda _: run.wake.set())
-            while True:
-                try:
-                    run.wake.wait()
-                    break
-                except KeyboardInterrupt:
-                    self._interrupt("KeyboardInterrupt")  # keep waiting: the loop ends the cell
-            if worker.done():
-                return worker.result()
-            worker.cancel()
-            return self._fail(run, make_error(
-                "KeyboardInterrupt",
-                f"stopped waiting for the remote run: it did not stop within {self.interrupt_grace:g} s of the "
-                f"interrupt (it may still be running on {self.remote.endpoint}; the next cell waits behind it)"))
+            return self._execute_cell(run, code)
         except BaseException as exc:  # noqa: BLE001 - an escaping exception means no execute_reply
             log.exception("cell failed inside the kernel")
             return self._fail(run, make_error(type(exc).__name__, f"internal error of remote_kernel: {exc}"))
@@ -239,9 +233,20 @@ class RemoteKernel(Kernel):
     def _stream(self, run: CellRun, name: str, text: str) -> None:
         self._send(run, "stream", {"name": name, "text": text})
 
-    # Worker thread from here on. ------------------------------------------------------------
-
     def _execute_cell(self, run: CellRun, code: str) -> dict:
+        try:
+            run.breakable = True
+            try:
+                return self._run_cell(run, code)
+            finally:
+                run.breakable = False
+        except _Abandoned:
+            return self._fail(run, make_error(
+                "KeyboardInterrupt",
+                f"stopped waiting for the remote run: it did not stop within {self.interrupt_grace:g} s of the "
+                f"interrupt (it may still be running on {self.remote.endpoint}; the next cell waits behind it)"))
+
+    def _run_cell(self, run: CellRun, code: str) -> dict:
         try:
             parsed = directives_mod.parse_cell(code)
             for directive in parsed.directives:
@@ -261,8 +266,6 @@ class RemoteKernel(Kernel):
             if parsed.code.strip():
                 return self._run_query(run, parsed.code)
             return self._ok()
-        except _Abandoned:
-            return self._fail(run, make_error("KeyboardInterrupt", "the run was abandoned"))
         except directives_mod.DirectiveError as exc:
             return self._fail(run, make_error("DirectiveError", str(exc)))
         except errors.SessionNotFound as exc:
@@ -461,9 +464,13 @@ class RemoteKernel(Kernel):
             threading.Thread(target=self._remote_interrupt, name="remote-interrupt", daemon=True).start()
 
     def _abandon(self, run: CellRun) -> None:
+        """Stop waiting for the remote: signal the main thread, whose SIGINT handler raises
+        ``_Abandoned`` in the cell's loop, whatever it blocks on (a signal to the main thread
+        interrupts its system call; Python then runs the handler there)."""
         run.abandoned = True
         run.input_cancel.set()
-        run.wake.set()
+        if run.breakable and hasattr(signal, "pthread_kill"):
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     def _remote_interrupt(self) -> None:
         try:
