@@ -87,6 +87,22 @@ def test_a_python_session_adopts_the_running_spare_in_its_own_folder(warm_server
         assert not os.path.exists(tmp_path / "root" / n)
 
 
+def test_the_replacement_spare_waits_until_no_cell_runs(warm_server):
+    # Starting a kernel is half a second of CPU: it must not land on the new session's cells.
+    srv = warm_server
+    first = wait_for(lambda: spares_of(srv))
+    with srv.client() as client:
+        n = name()
+        client.create_session("python", name=n)
+        started = time.monotonic()
+        assert stdout(client, n, "import time; time.sleep(3); print('done')") == "done\n"
+        assert time.monotonic() - started >= 3
+        assert not spares_of(srv) - first, "a spare started while the cell ran"
+        refill = wait_for(lambda: spares_of(srv) - first, timeout=15)
+        assert len(refill) == 1
+        client.destroy_session(n)
+
+
 def test_what_a_spare_cannot_serve_exactly_starts_cold(warm_server):
     srv = warm_server
     spare = wait_for(lambda: spares_of(srv))

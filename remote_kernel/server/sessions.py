@@ -432,6 +432,11 @@ class SessionManager:
         self._cleanups: set[asyncio.Task] = set()
         self.warm = WarmPool(self, config.warm_kernels)
 
+    def quiet_for(self, seconds: float) -> bool:
+        """No session runs a cell, and none was asked to for ``seconds``."""
+        now = time.monotonic()
+        return all(s.active is None and now - s.last_used >= seconds for s in self.sessions.values())
+
     def start(self) -> None:
         if self.config.idle_timeout > 0:
             self._reaper = asyncio.create_task(self._reap())

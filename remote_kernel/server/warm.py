@@ -4,8 +4,10 @@ Starting an IPython kernel takes about half a second, most of a new session's cr
 pool keeps ``--warm-kernels`` spare sessions of the server's own Python running, each in a
 fresh ``.spare-*`` folder under the root; a create request that a spare can serve (a Python
 image, no extra environment) adopts one: its folder is renamed to the session's (the kernel's
-working directory follows the rename), and a replacement starts ``REFILL_DELAY`` seconds
-later, so that it does not compete with the new session's first cells for the CPU.
+working directory follows the rename), and a replacement starts once the server is quiet (no
+cell has run for ``QUIET`` seconds, at least ``REFILL_DELAY`` after the take): a kernel's start
+is half a second of CPU, which must not land on the new session's first cells.  A server that
+is never quiet still gets its spare after ``REFILL_PATIENCE`` seconds.
 
 A spare is an ordinary ``Session`` that belongs to nobody yet: it is stopped, killed and
 cleaned up by the same code as any session.
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("remote_kernel.server")
 
 REFILL_DELAY = 1.0
+QUIET = 0.5
+REFILL_PATIENCE = 30.0
 SPARE_IMAGE = "python"
 
 
@@ -53,18 +57,22 @@ class WarmPool:
                 taken = spare
             else:  # it died while waiting
                 self._discard(spare)
-        self._refill(self.refill_delay)
+        self._refill(self.refill_delay, when_quiet=True)
         return taken
 
-    def _refill(self, delay: float) -> None:
+    def _refill(self, delay: float, when_quiet: bool = False) -> None:
         for _ in range(self.size - len(self.spares) - len(self._starting)):
-            task = asyncio.create_task(self._spawn(delay))
+            task = asyncio.create_task(self._spawn(delay, when_quiet))
             self._starting.add(task)
             task.add_done_callback(self._starting.discard)
 
-    async def _spawn(self, delay: float) -> None:
+    async def _spawn(self, delay: float, when_quiet: bool) -> None:
         await asyncio.sleep(delay)
         manager = self.manager
+        if when_quiet:
+            patience_ends = asyncio.get_running_loop().time() + REFILL_PATIENCE
+            while not manager.quiet_for(QUIET) and asyncio.get_running_loop().time() < patience_ends:
+                await asyncio.sleep(QUIET / 2)
         cwd, owns_cwd = manager.spare_workdir()
         spare = manager.new_session(owner="", name="spare", image=SPARE_IMAGE, kernel_name=images.OWN_PYTHON,
                                     language="python", environ={}, cwd=cwd, owns_cwd=owns_cwd)
