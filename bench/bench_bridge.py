@@ -59,7 +59,7 @@ def bench_trivial(direct: Frontend, bridge: Frontend, server: EmbeddedServer, re
 def bench_floor(bridge: Frontend, server: EmbeddedServer, direct_median: float, reps: int) -> None:
     """The two parts of the bridge's round trip, each measured alone: the bridge kernel itself (an
     empty cell never leaves it: busy, execute_input, reply, idle through its own sockets) and the
-    remote path its worker thread waits for (the API client running `x = 1` straight against the
+    remote path its execute loop waits for (the API client running `x = 1` straight against the
     server: signed HTTP, server, inner kernel).  They run in series, so their sum is the floor
     of this architecture; only fewer hops could go lower."""
     from remote_kernel.client import APIConfig, Client
