@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
+from ipykernel._version import kernel_protocol_version
 from ipykernel.kernelbase import Kernel
 from traitlets import Any as AnyTrait
 from traitlets import Bool, Dict, Float, List, Unicode
@@ -162,9 +163,17 @@ class RemoteKernel(Kernel):
 
     @property
     def kernel_info(self) -> dict:
-        info = dict(super().kernel_info)
-        info["supported_features"] = []  # no subshells (cells must run in order), no debugger
-        return info
+        # Not super().kernel_info: it imports ipykernel.debugger (and debugpy: ~90 ms of the first
+        # kernel_info, i.e. of the kernel's start) only to list features we do not offer.
+        return {
+            "protocol_version": kernel_protocol_version,
+            "implementation": self.implementation,
+            "implementation_version": self.implementation_version,
+            "language_info": self.language_info,
+            "banner": self.banner,
+            "help_links": self.help_links,
+            "supported_features": [],  # no subshells (cells must run in order), no debugger
+        }
 
     # -- SIGINT: interrupt the remote instead of raising KeyboardInterrupt in an await -------
 
