@@ -76,6 +76,25 @@ def running_kernel(env: dict[str, str], name: str = KERNEL_NAME, startup_timeout
         km.cleanup_resources()
 
 
+def abandon_after_two_interrupts(km, kc, msg_id: str, interrupt=None) -> None:
+    """Interrupt the running cell ``msg_id`` once, wait past the grace time (3 s), interrupt
+    again: the cell must end at once with the abandonment error, and the kernel live on."""
+    interrupt = interrupt or km.interrupt_kernel
+    time.sleep(1.0)
+    interrupt()
+    time.sleep(3.5)  # longer than the grace time
+    started = time.monotonic()
+    interrupt()
+    while True:
+        msg = kc.get_shell_msg(timeout=15)
+        if msg["parent_header"].get("msg_id") == msg_id:
+            break
+    assert time.monotonic() - started < 2.0
+    assert msg["content"]["ename"] == "KeyboardInterrupt"
+    assert "stopped waiting" in msg["content"]["evalue"]
+    assert kc.kernel_info(reply=True, timeout=10)["content"]["status"] == "ok"
+
+
 def drain_iopub(kc) -> None:
     while True:
         try:

@@ -158,20 +158,7 @@ def test_a_server_that_stops_answering_can_be_abandoned(server, kernelspec_root,
 
             warm_up(kc)
             proxy.read_delay = 30.0  # every answer from now on is held
-            msg_id = kc.execute("print('never seen')")
-            time.sleep(1.0)
-            interrupt_once()
-            time.sleep(3.5)  # longer than the grace time
-            started = time.monotonic()
-            interrupt_once()
-            while True:
-                msg = kc.get_shell_msg(timeout=15)
-                if msg["parent_header"].get("msg_id") == msg_id:
-                    break
-            assert time.monotonic() - started < 2.0
-            assert msg["content"]["ename"] == "KeyboardInterrupt"
-            assert "stopped waiting" in msg["content"]["evalue"]
-            assert kc.kernel_info(reply=True, timeout=10)["content"]["status"] == "ok"
+            ks.abandon_after_two_interrupts(km, kc, kc.execute("print('never seen')"), interrupt_once)
             proxy.read_delay = 0.0
 
 
@@ -180,17 +167,5 @@ def test_a_session_that_never_gets_created_can_be_abandoned(server, kernelspec_r
     host, port = server.url.rsplit("//", 1)[1].split(":")
     with FlakyProxy(host, int(port), reset_share=0.0, delay_share=0.0, read_delay=30.0) as proxy:
         with ks.running_kernel(proxied_env(server, proxy)) as (km, kc):
-            msg_id = kc.execute("print('never seen')")
-            time.sleep(1.0)
-            km.interrupt_kernel()
-            time.sleep(3.5)
-            started = time.monotonic()
-            km.interrupt_kernel()
-            while True:
-                msg = kc.get_shell_msg(timeout=15)
-                if msg["parent_header"].get("msg_id") == msg_id:
-                    break
-            assert time.monotonic() - started < 2.0
-            assert "stopped waiting" in msg["content"]["evalue"]
-            assert kc.kernel_info(reply=True, timeout=10)["content"]["status"] == "ok"
+            ks.abandon_after_two_interrupts(km, kc, kc.execute("print('never seen')"))
             proxy.read_delay = 0.0
