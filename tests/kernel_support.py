@@ -76,6 +76,14 @@ def running_kernel(env: dict[str, str], name: str = KERNEL_NAME, startup_timeout
         km.cleanup_resources()
 
 
+def shell_reply(kc, msg_id: str, timeout: float = 15) -> dict:
+    """The shell reply to ``msg_id`` (replies to other requests are skipped)."""
+    while True:
+        msg = kc.get_shell_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") == msg_id:
+            return msg
+
+
 def abandon_after_two_interrupts(km, kc, msg_id: str, interrupt=None) -> None:
     """Interrupt the running cell ``msg_id`` once, wait past the grace time (3 s), interrupt
     again: the cell must end at once with the abandonment error, and the kernel live on."""
@@ -85,10 +93,7 @@ def abandon_after_two_interrupts(km, kc, msg_id: str, interrupt=None) -> None:
     time.sleep(3.5)  # longer than the grace time
     started = time.monotonic()
     interrupt()
-    while True:
-        msg = kc.get_shell_msg(timeout=15)
-        if msg["parent_header"].get("msg_id") == msg_id:
-            break
+    msg = shell_reply(kc, msg_id)
     assert time.monotonic() - started < 2.0
     assert msg["content"]["ename"] == "KeyboardInterrupt"
     assert "stopped waiting" in msg["content"]["evalue"]
