@@ -113,6 +113,26 @@ def test_input_and_password_are_answered_by_the_frontend(kernel):
     assert ks.stdout_of(outputs).strip().endswith("7")
 
 
+@pytest.mark.parametrize("interrupt", ["interrupt_request", "SIGINT"])
+def test_interrupt_while_the_frontend_is_asked_for_input(kernel, interrupt):
+    # Nobody answers the prompt: an interrupt must end the cell (the waiting loop and the
+    # remote input both stop) and leave the kernel working.
+    km, kc = kernel
+    msg_id = kc.execute("input('never answered? ')", allow_stdin=True)
+    request = kc.get_stdin_msg(timeout=30)
+    assert request["content"]["prompt"] == "never answered? "
+    started = time.monotonic()
+    if interrupt == "SIGINT":
+        os.kill(km.provisioner.process.pid, signal.SIGINT)
+    else:
+        km.interrupt_kernel()
+    reply = ks.shell_reply(kc, msg_id)["content"]
+    assert time.monotonic() - started < 3.0
+    assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
+    ks.drain_iopub(kc)
+    assert ks.execute(kc, "print('still here')")[0]["status"] == "ok"
+
+
 def test_stdin_not_allowed_is_a_clear_error_not_a_hang(kernel):
     _, kc = kernel
     started = time.monotonic()
