@@ -246,6 +246,8 @@ class RemoteKernel(Kernel):
         try:
             run.breakable = True
             try:
+                if run.abandoned:  # given up before the signal could reach the loop
+                    raise _Abandoned()
                 return self._run_cell(run, code)
             finally:
                 run.breakable = False
