@@ -227,7 +227,8 @@ def test_delete_busy_session_is_prompt_and_leaves_nothing(server, busy):
     started = time.monotonic()
     answer = server.signed_request("DELETE", f"/session/{name}", None, content_type=None, timeout=30)
     assert answer.status_code in (200, 204), answer.text
-    assert time.monotonic() - started < 10
+    # the busy kernel is interrupted, then shut down: well before the 3 s grace ends in a kill
+    assert time.monotonic() - started < 2.5
     assert wait_for(lambda: not alive(kernels), 5), f"leaked: {alive(kernels)}"
     assert descendants(server.pid) <= before
 

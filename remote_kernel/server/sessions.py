@@ -131,6 +131,7 @@ class Session:
         if self.status == TERMINATED:
             return
         self.status = TERMINATED
+        cell_running = self.active is not None and self._batch is None
         self._fail_runs(protocol.EXIT_SESSION_VANISHED, "the session was destroyed")
         if self._batch is not None:
             self._batch.kill()
@@ -139,7 +140,7 @@ class Session:
             with contextlib.suppress(Exception):
                 self.kc.stop_channels()
         if self.km is not None:
-            await self._halt_kernel(grace)
+            await self._halt_kernel(grace, interrupt_first=cell_running)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.km.cleanup_resources(), 2)
         if remove_cwd and self.owns_cwd:
@@ -149,13 +150,20 @@ class Session:
         with contextlib.suppress(OSError):
             os.unlink(self.log_path)
 
-    async def _halt_kernel(self, grace: float) -> None:
+    async def _halt_kernel(self, grace: float, interrupt_first: bool = False) -> None:
         """Ask the kernel to shut down, wait at most ``grace`` s, then kill its process group
         and reap it.  (Not km.shutdown_kernel: its waits are unbounded in practice when the
-        kernel is blocked, and cancelling it mid-way leaves the process running.)"""
+        kernel is blocked, and cancelling it mid-way leaves the process running.)
+
+        A kernel busy with a cell acts on the shutdown request only once the cell ends, so it
+        is interrupted first (``interrupt_first``): a destroyed session whose cell sleeps then
+        exits in a fraction of a second instead of being killed after ``grace``."""
         km = self.km
         process = getattr(km.provisioner, "process", None) if km.provisioner is not None else None
         if grace > 0 and process is not None and process.poll() is None:
+            if interrupt_first:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(km.interrupt_kernel(), 1)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(km.request_shutdown(), 1)
             deadline = time.monotonic() + grace
