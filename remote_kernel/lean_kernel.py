@@ -22,7 +22,7 @@ from __future__ import annotations
 from ipykernel.iostream import OutStream
 from ipykernel.ipkernel import IPythonKernel
 from ipykernel.kernelapp import IPKernelApp
-from traitlets import Bool, DottedObjectName
+from traitlets import Bool, DottedObjectName, Float
 
 from remote_kernel import jsonio
 
@@ -42,6 +42,11 @@ class ServerIPythonKernel(IPythonKernel):
     reads outputs and the ``idle`` status only (the bridge publishes its own ``busy`` and
     ``execute_input`` to the notebook); sending, then decoding, the other two messages of every
     request was pure cost on both sides of the socket."""
+
+    # ipykernel sleeps 0.5 ms before every execute_reply so that a frontend that stops at the
+    # reply has the outputs flushed just before it.  The server reads outputs until ``idle``,
+    # which follows every output on the same socket, so the sleep only delayed every cell.
+    _execute_sleep = Float(0.0).tag(config=True)
 
     def _publish_execute_input(self, code, parent, execution_count) -> None:
         pass
