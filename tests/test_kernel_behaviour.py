@@ -203,8 +203,8 @@ def test_shutdown_leaves_no_session_on_the_server(server, kernelspec_root):
 
 
 def test_shutdown_during_a_running_cell_exits_cleanly_and_ends_the_session(server, kernelspec_root):
-    # The main thread waits on the cell's worker; a shutdown (control thread) must wake it, or
-    # the process hangs until jupyter_client kills it (exit code -9) and the session leaks.
+    # The main thread is inside the cell's loop; a shutdown (control thread) must break it, or
+    # the process hangs until jupyter_client kills it (a signal's exit code) and the session leaks.
     with ks.api_client(server) as client:
         with ks.running_kernel(ks.server_env(server)) as (km, kc):
             assert ks.execute(kc, "pass", timeout=60)[0]["status"] == "ok"

@@ -12,7 +12,8 @@ Threads (see /work/shared/reference/JUPYTER.md):
   shutdown) is the main thread signalled to raise ``_Abandoned`` *inside the cell's loop*: that
   breaks whatever it waits on (an HTTP answer that never comes, the session's creation, input)
   and the cell ends with a clear error while the kernel lives on.
-* ``_complete``/``_inspect`` calls run on a small thread pool with a short timeout.
+* completion and inspection run their HTTP calls on a small thread pool with a short timeout
+  (``_quick``), so a slow remote gives an empty answer rather than a stuck UI.
 """
 
 from __future__ import annotations

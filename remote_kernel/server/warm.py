@@ -57,22 +57,22 @@ class WarmPool:
                 taken = spare
             else:  # it died while waiting
                 self._discard(spare)
-        self._refill(self.refill_delay, when_quiet=True)
+        self._refill(self.refill_delay)
         return taken
 
-    def _refill(self, delay: float, when_quiet: bool = False) -> None:
+    def _refill(self, delay: float) -> None:
         for _ in range(self.size - len(self.spares) - len(self._starting)):
-            task = asyncio.create_task(self._spawn(delay, when_quiet))
+            task = asyncio.create_task(self._spawn(delay))
             self._starting.add(task)
             task.add_done_callback(self._starting.discard)
 
-    async def _spawn(self, delay: float, when_quiet: bool) -> None:
+    async def _spawn(self, delay: float) -> None:
         await asyncio.sleep(delay)
         manager = self.manager
-        if when_quiet:
-            patience_ends = asyncio.get_running_loop().time() + REFILL_PATIENCE
-            while not manager.quiet_for(QUIET) and asyncio.get_running_loop().time() < patience_ends:
-                await asyncio.sleep(QUIET / 2)
+        # (at the server's start there is no session yet, so it is quiet at once)
+        patience_ends = asyncio.get_running_loop().time() + REFILL_PATIENCE
+        while not manager.quiet_for(QUIET) and asyncio.get_running_loop().time() < patience_ends:
+            await asyncio.sleep(QUIET / 2)
         cwd, owns_cwd = manager.spare_workdir()
         spare = manager.new_session(owner="", name="spare", image=SPARE_IMAGE, kernel_name=images.OWN_PYTHON,
                                     language="python", environ={}, cwd=cwd, owns_cwd=owns_cwd)
