@@ -14,10 +14,18 @@ Two costs sit on every request of a stock ipykernel 7 kernel (measured in bench/
 The bridge's launcher subclasses it, and the embedded server runs its Python sessions with
 ``python -m remote_kernel.lean_kernel --IPKernelApp.kernel_class=...ServerIPythonKernel``: an
 ordinary IPython kernel otherwise, minus the two IOPub messages per request the server never
-reads.  Both kinds of process leave message dates unparsed (``jsonio``).
+reads.  Both kinds of process leave message dates unparsed (``jsonio``), and both end without
+interpreter finalization once their exit handlers have run (``launch_then_exit_fast``).
 """
 
 from __future__ import annotations
+
+import _io
+import atexit
+import gc
+import logging
+import os
+import sys
 
 from ipykernel.iostream import OutStream
 from ipykernel.ipkernel import IPythonKernel
@@ -75,8 +83,47 @@ class LeanKernelApp(IPKernelApp):
         self.log.setLevel(self.log_level)
 
 
+def launch_then_exit_fast(app_class: type[IPKernelApp], flush_open_files: bool, **kwargs) -> None:
+    """Run a kernel app; once it has ended normally and every exit handler has run, end the
+    process without interpreter finalization.
+
+    Finalization (tearing down every module and object of an ipykernel/IPython process) took
+    ~100 ms of each kernel's exit, and the embedded server's DELETE, hence a notebook's shutdown,
+    waits for that exit.  What user code can rely on still happens: Python joins non-daemon
+    threads and runs the exit handlers first (IPython's clears the user namespace and collects
+    it, so its objects' ``__del__`` and file closes run; ``atexit`` and ``weakref.finalize``
+    callbacks of the user run); ``flush_open_files`` then flushes every file object still open
+    (a module-level log file, say).  Python never promised ``__del__`` for objects alive at exit.
+    After an error the process finalizes as usual and keeps its exit status.
+    """
+    ended: list = []
+    # Registered before the app registers anything, so it runs after all of their handlers.
+    # (The only earlier ones are flags of zmq and jupyter_client, and logging's flush, done here.)
+    atexit.register(_exit_without_finalization, ended, flush_open_files)
+    app_class.launch_instance(**kwargs)
+    ended.append(True)
+
+
+def _exit_without_finalization(ended: list, flush_open_files: bool) -> None:
+    if not ended:
+        return
+    logging.shutdown()
+    streams = [sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__]
+    if flush_open_files:
+        # _io._IOBase: the C base of every io class, checked in C (the io.IOBase ABC costs 24 ms
+        # here).  Not ipykernel's own streams: their IOPub thread and frontend are gone.
+        streams += [obj for obj in gc.get_objects() if isinstance(obj, _io._IOBase) and not isinstance(obj, OutStream)]
+    for stream in streams:
+        try:
+            if stream is not None and not stream.closed:
+                stream.flush()
+        except Exception:  # noqa: BLE001 - a broken stream has nothing left to flush
+            pass
+    os._exit(0)
+
+
 def main() -> None:
-    LeanKernelApp.launch_instance()
+    launch_then_exit_fast(LeanKernelApp, flush_open_files=True)
 
 
 if __name__ == "__main__":

@@ -116,3 +116,27 @@ def test_the_server_kernel_still_errors_and_asks_for_input(tmp_path):
         reply, outputs, requests = ks.execute(kc, "print(input('name? ') + '!')", allow_stdin=True,
                                               stdin_answers=["ada"])
         assert reply["status"] == "ok" and ks.stdout_of(outputs) == "ada!\n"
+
+
+@pytest.mark.parametrize("extra", [(), (SERVER_KERNEL,)])
+def test_a_shut_down_kernel_exits_with_status_0(tmp_path, extra):
+    """It skips interpreter finalization after a normal end (``launch_then_exit_fast``) and ends
+    with status 0, after its exit handlers: the user's atexit handler's output is written."""
+    marker = tmp_path / "atexit.txt"
+    with lean_kernel(tmp_path, *extra) as kc:
+        reply, _, _ = ks.execute(kc, f"import atexit; atexit.register(open({str(marker)!r}, 'w').write, 'ran')")
+        assert reply["status"] == "ok", reply
+        km = kc.parent  # the KernelManager that made the client
+        km.request_shutdown()
+        process = km.provisioner.process
+        assert process.wait(timeout=20) == 0
+    assert marker.read_text() == "ran"
+
+
+def test_a_kernel_that_fails_keeps_its_exit_status(tmp_path):
+    import subprocess
+    done = subprocess.run([sys.executable, "-m", "remote_kernel.lean_kernel", "-f", str(tmp_path / "c.json"),
+                           "--IPKernelApp.kernel_class=no_such_module.Kernel"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "no_such_module" in done.stderr

@@ -257,6 +257,30 @@ def test_delete_wakes_the_waiting_request(server):
     assert got["result"]["exitCode"] == protocol.EXIT_SESSION_VANISHED
 
 
+def test_delete_keeps_what_a_normal_exit_does(server, tmp_path):
+    """The server's kernels end without interpreter finalization (``lean_kernel``); what a
+    program may count on at exit still happens before DELETE returns: its atexit handlers run,
+    the objects of its namespace are finalized, and a file held elsewhere (here by a module) has
+    its buffer flushed."""
+    client = server.client()
+    name = "del-exit-work"
+    held, closed, hook = tmp_path / "held.txt", tmp_path / "closed.txt", tmp_path / "hook.txt"
+    client.create_session("python", name=name)
+    code = (f"import atexit, sys, types\n"
+            f"keeper = sys.modules['keeper'] = types.ModuleType('keeper')\n"
+            f"keeper.log = open({str(held)!r}, 'w'); keeper.log.write('held ' * 1000)\n"
+            f"del keeper\n"
+            f"f = open({str(closed)!r}, 'w'); f.write('closed')\n"
+            f"atexit.register(lambda: open({str(hook)!r}, 'w').write('hook'))\n")
+    result = run_until(client, name, code, ())
+    assert result["exitCode"] == 0, result
+    assert held.read_text() == ""  # still in the file's buffer
+    client.destroy_session(name)
+    assert held.read_text() == "held " * 1000
+    assert closed.read_text() == "closed"
+    assert hook.read_text() == "hook"
+
+
 @pytest.mark.parametrize("busy", ["input", "sleep"])
 def test_restart_busy_session(server, busy):
     client = server.client()

@@ -7,16 +7,11 @@ from ``remote_kernel_config.py``/``.json`` in the Jupyter config path, e.g.
 wins over the file.
 """
 
-import atexit
-import logging
-import os
-import sys
-
 from jupyter_core.paths import jupyter_config_path
 from traitlets.config import Application
 
 from remote_kernel.kernel.kernel import RemoteKernel
-from remote_kernel.lean_kernel import LeanKernelApp
+from remote_kernel.lean_kernel import LeanKernelApp, launch_then_exit_fast
 
 CONFIG_FILE = "remote_kernel_config"
 
@@ -35,29 +30,9 @@ class RemoteKernelApp(LeanKernelApp):
 
 
 def main() -> None:
-    finished = []
-    # Registered first, so it runs after every exit handler the app and kernel register later
-    # (connection file cleanup, ...), and after Python joined our non-daemon threads (the
-    # remote session's destruction).  Only on a normal end: an error keeps its exit status.
-    atexit.register(_skip_finalization, finished)
-    RemoteKernelApp.launch_instance(kernel_class=RemoteKernel)
-    finished.append(True)
-
-
-def _skip_finalization(finished: list) -> None:
-    """End the process without interpreter finalization: collecting every object of the
-    ipykernel/jupyter_client modules took ~130 ms of each kernel shutdown and restart, and this
-    process runs no user code whose objects might still want ``__del__`` or a buffer flush.
-    (The handlers registered before this one only flush logging, which is done here.)"""
-    if not finished:
-        return
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        try:
-            stream.flush()
-        except Exception:  # noqa: BLE001 - a closed stream has nothing left to flush
-            pass
-    os._exit(0)
+    # No user code runs in this process, so no file of its own needs a flush at exit.  Python
+    # joins the non-daemon thread that destroys the remote session before the exit handlers.
+    launch_then_exit_fast(RemoteKernelApp, flush_open_files=False, kernel_class=RemoteKernel)
 
 
 if __name__ == "__main__":
