@@ -5,6 +5,9 @@
 Targets: no failures; per-cell p95 ≤ 3× the single-kernel p95 measured first in the same run;
 the server process's own memory (RSS, excluding its inner kernels) ≤ 150 MB and flat across
 the second round (growth < 10 %).
+
+For scale, the same load then runs on direct ipykernels (no bridge, no server): what 20 kernels
+at once cost on this machine with nothing of ours in the way (`--no-direct` skips it).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import threading
 import time
 
 import psutil
+from jupyter_core.utils import ensure_event_loop
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,43 +36,53 @@ def run_cells(fe: Frontend, cells: int, times: list, failures: list) -> None:
             failures.append(repr(exc))
 
 
-def one_round(server: EmbeddedServer, kernels: int, cells: int) -> tuple[list, list, float, float]:
-    """(per-cell times, failures, wall seconds, CPU seconds the whole chain spent per cell)"""
+def one_round(server: EmbeddedServer | None, kernels: int, cells: int) -> tuple[list, list, float, float]:
+    """(per-cell times, failures, wall seconds, CPU seconds the whole chain spent per cell);
+    bridge kernels on ``server``, or direct ipykernels when it is None."""
     frontends = []
     start_errors = []
 
     def start():
         try:
-            frontends.append(Frontend(BRIDGE_SPEC, server.env(), transport="ipc"))
+            if server is None:
+                frontends.append(Frontend(DIRECT_SPEC, transport="ipc"))
+            else:
+                frontends.append(Frontend(BRIDGE_SPEC, server.env(), transport="ipc"))
         except Exception as exc:
             start_errors.append(repr(exc))
 
-    starters = [threading.Thread(target=start) for _ in range(kernels)]
-    for t in starters:
-        t.start()
-    for t in starters:
-        t.join()
+    in_threads(start, [()] * kernels)
     for fe in frontends:   # each kernel has its session before the timed part
         fe.execute("x = 0")
     times, failures = [], list(start_errors)
-    server_proc = psutil.Process(server.proc.pid)
-    chain = [psutil.Process(), server_proc, *server_proc.children(recursive=True),
-             *(psutil.Process(fe.km.provisioner.process.pid) for fe in frontends)]
+    chain = [psutil.Process(), *(psutil.Process(fe.km.provisioner.process.pid) for fe in frontends)]
+    if server is not None:
+        server_proc = psutil.Process(server.proc.pid)
+        chain += [server_proc, *server_proc.children(recursive=True)]
     cpu_before = cpu_seconds(chain)
     started = time.perf_counter()
-    workers = [threading.Thread(target=run_cells, args=(fe, cells, times, failures)) for fe in frontends]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
+    in_threads(run_cells, [(fe, cells, times, failures) for fe in frontends])
     wall = time.perf_counter() - started
     cpu_per_cell = (cpu_seconds(chain) - cpu_before) / max(1, len(times))
-    closers = [threading.Thread(target=fe.close) for fe in frontends]
-    for t in closers:
-        t.start()
-    for t in closers:
-        t.join()
+    in_threads(Frontend.close, [(fe,) for fe in frontends])
     return times, failures, wall, cpu_per_cell
+
+
+def in_threads(func, arg_tuples: list[tuple]) -> None:
+    """``func(*args)`` for each args at once, one thread each; returns when all are done."""
+    def run(*args):
+        try:
+            func(*args)
+        finally:
+            # the event loop jupyter_client's blocking calls made for this thread: closed here,
+            # not garbage-collected at exit (a traceback about a closed file descriptor)
+            ensure_event_loop().close()
+
+    threads = [threading.Thread(target=run, args=args) for args in arg_tuples]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def cpu_seconds(processes) -> float:
@@ -87,6 +101,7 @@ def main() -> None:
     parser.add_argument("--kernels", type=int, default=20)
     parser.add_argument("--cells", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2, help="rounds after the first show whether memory is flat")
+    parser.add_argument("--no-direct", action="store_true", help="skip the same load on direct ipykernels")
     args = parser.parse_args()
     # the server's Python sessions keep their history in memory (one per session, as each
     # container of a real server has); a shared ~/.ipython database serialised them on its lock
@@ -103,7 +118,8 @@ def main() -> None:
             direct.execute("x = 0")
             chain = [psutil.Process(), psutil.Process(direct.km.provisioner.process.pid)]
             before = cpu_seconds(chain)
-            run_cells(direct, args.cells, [], [])
+            direct_times = []
+            run_cells(direct, args.cells, direct_times, [])
             direct_cpu = (cpu_seconds(chain) - before) / args.cells
         rss = [proc.memory_info().rss]
         rounds = []
@@ -147,6 +163,25 @@ def main() -> None:
         if args.rounds >= 2:
             growth = (mb[-1] - mb[-2]) / mb[-2]
             print_ratio(f"RSS growth in round {args.rounds}", growth, "< 0.10 (flat)", growth < 0.10)
+        if not args.no_direct:
+            report_direct(args.kernels, args.cells, direct_times)
+
+
+def report_direct(kernels: int, cells: int, single_times: list) -> None:
+    """The same load with no bridge and no server: if direct ipykernels miss 3× too, the target
+    is out of reach on this machine whatever the bridge does."""
+    time.sleep(1)
+    times, failures, wall, cpu_per_cell = one_round(None, kernels, cells)
+    if not times:
+        print(f"6b. direct ipykernels: no cell ran ({failures[:1]})")
+        return
+    stats = print_table(f"6b. the same load on direct ipykernels: {kernels} × {cells} cells",
+                        {"single": single_times, "at once": times})
+    cores = os.cpu_count() or 1
+    print(f"failures: {len(failures)}; kernels and frontends spent {cpu_per_cell * 1000:.1f} ms CPU per cell → "
+          f"floor {kernels} × {cpu_per_cell * 1000:.1f} / {cores} = {kernels * cpu_per_cell / cores * 1000:.0f} ms per cell")
+    ratio = stats["at once"]["p95"] / stats["single"]["p95"]
+    print_ratio("direct: per-cell p95 / single-kernel p95", ratio, "(info: the same 3× bar)", ratio <= 3)
 
 if __name__ == "__main__":
     main()
