@@ -81,7 +81,8 @@ def test_agent_details_and_data_are_kept():
 
 @pytest.mark.parametrize("status,cls", [
     (400, errors.InvalidRequestError), (401, errors.AuthenticationError), (404, errors.NotFoundError),
-    (405, errors.MethodNotAllowed), (429, errors.RateLimited), (502, errors.ServerError),
+    (405, errors.MethodNotAllowed), (413, errors.InvalidRequestError), (429, errors.RateLimited),
+    (502, errors.ServerError),
     (503, errors.ServerBusy), (418, errors.APIError),
 ])
 def test_non_problem_bodies_map_by_status(status, cls):

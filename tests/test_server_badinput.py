@@ -53,6 +53,9 @@ CASES = [
     ("empty-body", dict(method="POST", path=P, body=b""), 400, "invalid-api-params"),
     ("deep-nesting", dict(method="POST", path=P, body=b"[" * 100000 + b"]" * 100000), 400, "invalid-api-params"),
     ("body-too-large", dict(method="POST", path=P, body=b'{"mode": "query", "code": "' + b"x" * (9 * 1024 * 1024) + b'"}'), 400, "invalid-api-params"),
+    # over the server's whole-body limit (~21 MiB): refused from the declared length, as 413
+    ("body-over-server-limit", dict(method="POST", path=P, body=b"x" * (30 * 1024 * 1024)), 413, "invalid-api-params"),
+    ("upload-over-server-limit", dict(method="POST", path=P + "/upload", multipart=[("big.bin", b"x" * (30 * 1024 * 1024))]), 413, "invalid-api-params"),
     ("mode-int", dict(method="POST", path=P, body={"mode": 5, "code": "", "runId": None}), 400, "invalid-api-params"),
     ("code-int", dict(method="POST", path=P, body={"mode": "query", "code": 123, "runId": None}), 400, "invalid-api-params"),
     ("options-string", dict(method="POST", path=P, body={"mode": "query", "code": "", "runId": None, "options": "x"}), 400, "invalid-api-params"),
@@ -188,3 +191,35 @@ def test_signature_covers_query_string(server, target):
     date = signing.format_date()
     r = server.signed_request("GET", P, date=date, headers={"Date": "garbage", "X-BackendAI-Date": date})
     assert r.status_code == 200, r.text
+
+
+def raw_exchange(url: str, head: str, body: bytes = b"") -> bytes:
+    """Send a hand-made request on a fresh connection; everything the server answers until it
+    closes the connection."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    with socket.create_connection((where.hostname, where.port), timeout=20) as sock:
+        sock.sendall(head.encode() + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("how", ["expect-100-continue", "beyond-drain-limit"])
+def test_oversized_declared_body_is_refused_without_reading_it(server, target, how):
+    """A client waiting for ``100 Continue`` (curl does, for big bodies), or one declaring more
+    than the server would ever read, gets the 413 problem at once, and the connection closes."""
+    length = 30 * 1024 * 1024 if how == "expect-100-continue" else 4 * 1024 ** 3
+    expect = "Expect: 100-continue\r\n" if how == "expect-100-continue" else ""
+    answer = raw_exchange(server.url, f"POST {P} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n{expect}\r\n",
+                          b"" if expect else b"x" * 1000)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 "), answer[:300]
+    assert f"Content-Type: {protocol.PROBLEM_CONTENT_TYPE}".encode() in head
+    import json
+    problem = json.loads(body)
+    assert problem["type"] == protocol.PROBLEM_BASE + "invalid-api-params" and str(length) in problem["msg"]
+    assert target.execute(S, "query", "print('still')")["console"] == [["stdout", "still\n"]]

@@ -164,6 +164,7 @@ _STATUS_CLASSES: dict[int, type[APIError]] = {
     404: NotFoundError,
     405: MethodNotAllowed,
     412: QuotaExceeded,
+    413: InvalidRequestError,  # a body over the limit, from our server or a proxy in front of one
     429: RateLimited,
     503: ServerBusy,
 }

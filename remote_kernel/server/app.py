@@ -24,6 +24,7 @@ import tornado.web
 from remote_kernel import jsonio
 from remote_kernel.server import keys as keys_mod
 from remote_kernel.server.base import NotFoundHandler
+from remote_kernel.server.body_limit import BodyLimit
 from remote_kernel.server.config import ServerConfig
 from remote_kernel.server.handlers import execute, files, root, sessions
 from remote_kernel.server.sessions import SessionManager
@@ -107,7 +108,8 @@ async def start(config: ServerConfig) -> RunningServer:
     app = make_app(state)
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sockets = tornado.netutil.bind_sockets(config.port, config.host, family=family)
-    http = tornado.httpserver.HTTPServer(app, max_body_size=config.max_body_size,
+    # BodyLimit: a body declared over the limit gets a 413 problem+json, not tornado's bare 400
+    http = tornado.httpserver.HTTPServer(BodyLimit(app, config.max_body_size), max_body_size=config.max_body_size,
                                          idle_connection_timeout=300)
     http.add_sockets(sockets)
     manager.start()

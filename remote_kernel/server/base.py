@@ -141,12 +141,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.clear()
         self.set_status(error.status)
         self.set_header("Content-Type", protocol.PROBLEM_CONTENT_TYPE)
-        body = {"type": protocol.PROBLEM_BASE + error.slug, "title": error.title}
-        if error.msg:
-            body["msg"] = error.msg
-        if error.data:
-            body["data"] = error.data
-        self.finish(json.dumps(body))
+        self.finish(json.dumps(error.problem()))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

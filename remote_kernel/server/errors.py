@@ -4,6 +4,8 @@ Every layer raises it with the reference's slug; the base handler turns it into 
 
 from __future__ import annotations
 
+from remote_kernel import protocol
+
 
 class ApiError(Exception):
     def __init__(self, status: int, slug: str, title: str, msg: str | None = None, data: dict | None = None):
@@ -13,6 +15,15 @@ class ApiError(Exception):
         self.title = title
         self.msg = msg
         self.data = data
+
+    def problem(self) -> dict:
+        """The problem+json body."""
+        body = {"type": protocol.PROBLEM_BASE + self.slug, "title": self.title}
+        if self.msg:
+            body["msg"] = self.msg
+        if self.data:
+            body["data"] = self.data
+        return body
 
 
 def bad_params(msg: str, title: str = "Missing or invalid API parameters.") -> ApiError:
