@@ -121,16 +121,23 @@ def test_the_server_kernel_still_errors_and_asks_for_input(tmp_path):
 @pytest.mark.parametrize("extra", [(), (SERVER_KERNEL,)])
 def test_a_shut_down_kernel_exits_with_status_0(tmp_path, extra):
     """It skips interpreter finalization after a normal end (``launch_then_exit_fast``) and ends
-    with status 0, after its exit handlers: the user's atexit handler's output is written."""
-    marker = tmp_path / "atexit.txt"
+    with status 0, after the exit work user code can count on: its atexit handler and its
+    ``weakref.finalize`` callback (for an object still alive, held by a module) have run."""
+    hook, finalizer = tmp_path / "atexit.txt", tmp_path / "finalize.txt"
+    code = (f"import atexit, sys, types, weakref\n"
+            f"atexit.register(open({str(hook)!r}, 'w').write, 'ran')\n"
+            f"class Kept: pass\n"
+            f"sys.modules['kept'] = types.ModuleType('kept'); sys.modules['kept'].obj = Kept()\n"
+            f"weakref.finalize(sys.modules['kept'].obj, open({str(finalizer)!r}, 'w').write, 'ran')\n")
     with lean_kernel(tmp_path, *extra) as kc:
-        reply, _, _ = ks.execute(kc, f"import atexit; atexit.register(open({str(marker)!r}, 'w').write, 'ran')")
+        reply, _, _ = ks.execute(kc, code)
         assert reply["status"] == "ok", reply
         km = kc.parent  # the KernelManager that made the client
         km.request_shutdown()
         process = km.provisioner.process
         assert process.wait(timeout=20) == 0
-    assert marker.read_text() == "ran"
+    assert hook.read_text() == "ran"
+    assert finalizer.read_text() == "ran"
 
 
 def test_a_kernel_that_fails_keeps_its_exit_status(tmp_path):
