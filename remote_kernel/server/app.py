@@ -26,7 +26,7 @@ from remote_kernel.server import keys as keys_mod
 from remote_kernel.server.base import NotFoundHandler
 from remote_kernel.server.body_limit import BodyLimit
 from remote_kernel.server.config import ServerConfig
-from remote_kernel.server.handlers import execute, files, root, sessions
+from remote_kernel.server.handlers import execute, files, root, sessions, stream
 from remote_kernel.server.sessions import SessionManager
 
 log = logging.getLogger("remote_kernel.server")
@@ -48,6 +48,7 @@ def make_app(state: ServerState) -> tornado.web.Application:
     args = {"state": state}
     routes = [
         (r"/", root.RootHandler),
+        (r"/stream" + _P + _ID + r"/execute", stream.StreamExecuteHandler),  # websocket
         (_P + r"/?", sessions.CreateHandler),
         (_P + r"/_/create", sessions.CreateHandler),
         (_P + _ID + r"/interrupt", sessions.InterruptHandler),
@@ -141,6 +142,9 @@ def register_serve(subparsers) -> None:
                         help="keep N Python kernels started ahead of demand, so that creating a "
                              "Python session does not wait for a kernel to start (default 1; 0: none)")
     parser.add_argument("--hold", type=float, default=2.5, help="long-poll hold in seconds")
+    parser.add_argument("--coalesce", type=float, default=0.01, metavar="SECONDS",
+                        help="how long a REST poll keeps collecting output after the first record "
+                             "(default 0.01; a real manager collects ~2 s, which 2 imitates)")
     parser.add_argument("--max-run-buffer", type=int, default=32 * 1024 * 1024,
                         help="unacknowledged output bytes kept per run")
     parser.add_argument("--no-extensions", dest="extensions", action="store_false",
@@ -165,13 +169,15 @@ def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
         keys = dict([keys_mod.load_or_create()])
     if args.max_sessions < 1 or (args.max_sessions_per_key is not None and args.max_sessions_per_key < 1):
         raise SystemExit("remote-kernel serve: session limits must be at least 1")
+    if args.coalesce < 0:
+        raise SystemExit("remote-kernel serve: --coalesce must be 0 or more")
     if args.warm_kernels < 0:
         raise SystemExit("remote-kernel serve: --warm-kernels must be 0 or more")
     config = ServerConfig(
         host=args.host, port=args.port, keys=keys, root=args.root, session_cwd=args.session_cwd,
         idle_timeout=args.idle_timeout, max_sessions=args.max_sessions,
         max_sessions_per_key=args.max_sessions_per_key or args.max_sessions,
-        hold=args.hold, max_run_buffer=args.max_run_buffer, extensions=args.extensions,
+        hold=args.hold, coalesce=args.coalesce, max_run_buffer=args.max_run_buffer, extensions=args.extensions,
         warm_kernels=args.warm_kernels,
     )
     return config, configured

@@ -17,7 +17,7 @@ _MODES = (protocol.MODE_QUERY, protocol.MODE_BATCH, protocol.MODE_CONTINUE, prot
           protocol.MODE_COMPLETE)
 
 
-def _options(body: dict) -> dict:
+def options_of(body: dict) -> dict:
     options = body.get("options")
     if options is None:
         return {}  # current official clients omit it in query mode
@@ -35,7 +35,7 @@ def _cursor(options: dict) -> int | None:
     return cursor
 
 
-def _new_run(handler: BaseHandler, mode: str, run_id: str | None, code: str, options: dict) -> Run:
+def new_run(handler: BaseHandler, mode: str, run_id: str | None, code: str, options: dict) -> Run:
     jupyter = options.get("outputs") == "jupyter"
     allow_stdin = options.get("allowStdin", True)
     if not isinstance(allow_stdin, bool):
@@ -63,7 +63,7 @@ async def execute(handler: BaseHandler, ident: str) -> None:
     run_id = body.get("runId")
     if run_id is not None and not valid_run_id(run_id):
         raise bad_params("'runId' must be null or up to 64 characters of letters, digits, '_' and '-'")
-    options = _options(body)
+    options = options_of(body)
     classic = not handler.state.config.extensions
     if classic:  # --no-extensions
         options = classic_options(options)
@@ -88,7 +88,7 @@ async def execute(handler: BaseHandler, ident: str) -> None:
         if run is not None:
             cursor = 0  # a repeated query never runs the code twice
         else:
-            run = _new_run(handler, mode, run_id, code, options)
+            run = new_run(handler, mode, run_id, code, options)
             session.submit(run)
             cursor = None
     await run.wait(handler.state.config.hold, handler.state.config.coalesce)
@@ -119,7 +119,7 @@ class CompleteHandler(BaseHandler):
         if not isinstance(code, str):
             raise bad_params("'code' must be a string")
         session = self.session(ident)
-        options = _options(body) if self.state.config.extensions else classic_options(_options(body))
+        options = options_of(body) if self.state.config.extensions else classic_options(options_of(body))
         self.write_json({"result": await completions(session, code, options)})
 
 
