@@ -7,8 +7,9 @@ answers it again from the cursor: every line arrives exactly once, in order.
 
 On a classic server (no extension) nothing makes a re-sent ``query`` safe, so the bridge does not
 re-send one whose answer may have been lost, and a lost ``continue`` answer takes its records
-with it.  What is guaranteed there: the cell completes or ends with a clear error naming the
-endpoint — it never hangs and never runs the code twice.
+with it; a streamed run (the websocket loop, what the bridge uses on such servers) is lost with
+its connection.  What is guaranteed there, by either loop: the cell completes or ends with a
+clear error naming the endpoint — it never hangs and never runs the code twice.
 """
 
 from __future__ import annotations
@@ -80,16 +81,22 @@ def test_every_line_exactly_once_in_order_under_resets(server, kernelspec_root):
             assert ks.stdout_of(outputs) == f"{LINES - 1}\n"
 
 
-def test_classic_server_completes_or_fails_clearly_never_hangs(server, kernelspec_root):
+# A streamed run is one request (the upgrade) whose answer lasts the whole run: a higher share
+# of resets gives its few requests about as many chances to break as the REST loop's many polls.
+@pytest.mark.parametrize("loop, reset_share", [("rest", 0.25), ("websocket", 0.6)])
+def test_classic_server_completes_or_fails_clearly_never_hangs(server, kernelspec_root, loop, reset_share):
     """Without the extension (the bridge told not to use it): no guarantee of completeness, but
     a bounded end with a clear error, and never the code run twice."""
+    name = f"{CLASSIC}-{loop}"
+    ks.write_kernelspec(kernelspec_root, name=name,
+                        extra_argv=["--RemoteKernel.use_extensions=False", f"--RemoteKernel.streaming={loop}"])
     host, port = server.url.rsplit("//", 1)[1].split(":")
     with FlakyProxy(host, int(port), reset_share=0.0, delay_share=0.0, max_consecutive_resets=2,
                     seed=7) as proxy:
-        with ks.running_kernel(proxied_env(server, proxy), name=CLASSIC) as (km, kc):
+        with ks.running_kernel(proxied_env(server, proxy), name=name) as (km, kc):
             warm_up(kc)
             ks.execute(kc, "runs = 0", timeout=60)
-            proxy.reset_share, proxy.delay_share = 0.25, 0.25
+            proxy.reset_share, proxy.delay_share = reset_share, 0.25
             outcomes = []
             for _ in range(3):
                 started = time.monotonic()
@@ -102,7 +109,7 @@ def test_classic_server_completes_or_fails_clearly_never_hangs(server, kernelspe
                     lines = ks.stdout_of(outputs).splitlines()
                     assert len(lines) == len(set(lines)), "classic mode duplicated output"
             proxy.reset_share = proxy.delay_share = 0.0
-            print(f"\nclassic under the flaky proxy: {outcomes}; resets {proxy.resets}, delays {proxy.delays}")
+            print(f"\nclassic ({loop}) under the flaky proxy: {outcomes}; resets {proxy.resets}, delays {proxy.delays}")
             assert proxy.resets > 0
             # never run twice: each cell incremented the counter at most once
             reply, outputs, _ = ks.execute(kc, "print(runs)", timeout=60)

@@ -18,6 +18,12 @@ from remote_kernel import protocol
 _MAX_BODY_IN_MESSAGE = 300
 
 
+class StreamUnavailable(Exception):
+    """The server has no websocket execute endpoint (or refuses the upgrade): use the REST loop.
+
+    Raised before anything was sent, so falling back never runs code twice (client/stream.py)."""
+
+
 class ConfigError(ValueError):
     """The client configuration is unusable (bad env value, unsupported endpoint type...)."""
 

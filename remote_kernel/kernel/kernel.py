@@ -35,7 +35,7 @@ import zmq
 from ipykernel._version import kernel_protocol_version
 from ipykernel.kernelbase import Kernel
 from traitlets import Any as AnyTrait
-from traitlets import Bool, Dict, Float, List, Unicode
+from traitlets import Bool, CaselessStrEnum, Dict, Float, List, Unicode
 
 from remote_kernel import __version__, protocol
 from remote_kernel.client import InputWanted, Record, RunState, errors
@@ -94,6 +94,12 @@ class RemoteKernel(Kernel):
     pygments_lexer = Unicode("", help="language_info.pygments_lexer.").tag(config=True)
     use_extensions = Bool(True, help="Use the server's Part B extensions (lossless outputs, resumable "
                           "runs) when it offers them; False behaves as with a classic server.").tag(config=True)
+    streaming = CaselessStrEnum(
+        ["auto", "websocket", "rest"], "auto",
+        help="How a cell's results come back: 'websocket' (the streaming endpoint: output as the server "
+             "flushes it), 'rest' (the long-poll loop: real servers hold each poll ~2 s), or 'auto': the "
+             "websocket on servers without our extensions (real clusters), REST with them (the embedded "
+             "server, whose REST loop is lossless, resumable and answers within 10 ms).").tag(config=True)
     interrupt_grace = Float(3.0, help="Seconds after an interrupt before a second one abandons the wait.").tag(config=True)
     destroy_timeout = Float(5.0, help="Seconds shutdown waits for the remote session's destruction.").tag(config=True)
     # ipykernel sleeps 0.5 ms before every execute_reply so that output printed *in this process*
@@ -109,6 +115,7 @@ class RemoteKernel(Kernel):
         self._run: CellRun | None = None
         self._outputs = OutputContext()
         self._outputs_generation = 0
+        self._streaming_refused = False  # the server answered the websocket upgrade with "no such endpoint"
         # no endpoint (or "local") → a private embedded server in this kernel's cwd
         self.api_config, self._config_error, embedded = load_config(self)
         self.remote = RemoteSession(
@@ -333,8 +340,9 @@ class RemoteKernel(Kernel):
         """The execute loop of PROTOCOL.md A4; returns the execute_reply content."""
         client = self.remote.client()
         name = self.remote.name
+        streamed = self._stream_run(client, name)
         state = RunState(mode=mode, code=code, options=options,
-                         resumable=protocol.EXT_RESUMABLE_RUNS in self.remote.extensions)
+                         resumable=streamed is None and protocol.EXT_RESUMABLE_RUNS in self.remote.extensions)
         self._outputs.new_cell(run.execution_count)
         buffer = StreamBuffer()
         error: dict | None = None
@@ -343,56 +351,87 @@ class RemoteKernel(Kernel):
         stop_asked_at: float | None = None  # when we asked the remote to stop waiting for input
         last_interrupt = 0.0
         input_stuck = False
-        while not state.finished:
-            if run.abandoned:
-                raise _Abandoned()
-            body = state.request()
-            result = client.execute(name, body["mode"], body["code"], body["runId"], body["options"],
-                                    idempotent=state.idempotent)
-            run.remote_answered = True
-            if run.abandoned:
-                raise _Abandoned()
-            for event in state.handle(result):
-                if isinstance(event, Record):
-                    records += 1
-                    messages = translate(event.kind, event.data, self._outputs)
-                    for msg_type, content in buffer.push(messages):
-                        if msg_type == "error":
-                            error = content
-                        self._send(run, msg_type, content)
-                elif isinstance(event, InputWanted):
-                    for msg_type, content in buffer.flush():
-                        self._send(run, msg_type, content)
-                    if stop_asked_at is None:
-                        answer = None
-                        if run.allow_stdin and run.interrupted_at is None:
-                            try:
-                                answer = self._ask_input(run, event.prompt, event.password)
-                            except _InputCancelled:
-                                answer = None
-                        if answer is not None:
-                            state.reply(answer)
-                            continue
-                        # No way to answer (stdin not allowed, or interrupted): stop the remote
-                        # run and fetch its end.  Never feed it a made-up answer.
-                        stdin_refused = not run.allow_stdin
-                        stop_asked_at = time.monotonic()
-                        self._remote_interrupt()
-                        last_interrupt = time.monotonic()
-                    elif time.monotonic() - stop_asked_at > self.interrupt_grace:
-                        input_stuck = True  # the remote ignores the interrupt: give up waiting
-                        break
-                    elif time.monotonic() - last_interrupt >= 1.0:
-                        self._remote_interrupt()
-                        last_interrupt = time.monotonic()
-                    else:
-                        time.sleep(0.2)  # a waiting run answers at once: do not spin
-                    _poll_instead_of_input(state)
-            for msg_type, content in buffer.flush():
-                self._send(run, msg_type, content)
-            if input_stuck:
-                break
+        stream_ended = False
+        try:
+            while not state.finished:
+                if run.abandoned:
+                    raise _Abandoned()
+                body = state.request()
+                if streamed is not None:
+                    try:
+                        result = streamed.exchange(body)
+                    except errors.StreamUnavailable:  # raised before the code was sent: REST from now on
+                        self._streaming_refused = True
+                        streamed = None
+                        result = client.execute(name, body["mode"], body["code"], body["runId"], body["options"])
+                else:
+                    result = client.execute(name, body["mode"], body["code"], body["runId"], body["options"],
+                                            idempotent=state.idempotent)
+                run.remote_answered = True
+                if run.abandoned:
+                    raise _Abandoned()
+                for event in state.handle(result):
+                    if isinstance(event, Record):
+                        records += 1
+                        messages = translate(event.kind, event.data, self._outputs)
+                        for msg_type, content in buffer.push(messages):
+                            if msg_type == "error":
+                                error = content
+                            self._send(run, msg_type, content)
+                    elif isinstance(event, InputWanted):
+                        for msg_type, content in buffer.flush():
+                            self._send(run, msg_type, content)
+                        if stop_asked_at is None:
+                            answer = None
+                            if run.allow_stdin and run.interrupted_at is None:
+                                try:
+                                    answer = self._ask_input(run, event.prompt, event.password)
+                                except _InputCancelled:
+                                    answer = None
+                            if answer is not None:
+                                state.reply(answer)
+                                continue
+                            # No way to answer (stdin not allowed, or interrupted): stop the remote
+                            # run and fetch its end.  Never feed it a made-up answer.
+                            stdin_refused = not run.allow_stdin
+                            stop_asked_at = time.monotonic()
+                            self._remote_interrupt()
+                            last_interrupt = time.monotonic()
+                            if streamed is not None:
+                                # a streamed run waiting for input reads nothing but the answer:
+                                # end the connection, which makes the server interrupt it too
+                                streamed.close()
+                                stream_ended = True
+                                break
+                        elif time.monotonic() - stop_asked_at > self.interrupt_grace:
+                            input_stuck = True  # the remote ignores the interrupt: give up waiting
+                            break
+                        elif time.monotonic() - last_interrupt >= 1.0:
+                            self._remote_interrupt()
+                            last_interrupt = time.monotonic()
+                        else:
+                            time.sleep(0.2)  # a waiting run answers at once: do not spin
+                        _poll_instead_of_input(state)
+                for msg_type, content in buffer.flush():
+                    self._send(run, msg_type, content)
+                if input_stuck or stream_ended:
+                    break
+        finally:
+            if streamed is not None:
+                streamed.close()  # before the run ended (an abandon, an error): the server interrupts it
         return self._outcome(run, state, error, records, stdin_refused, batch, input_stuck)
+
+    def _stream_run(self, client, name: str):
+        """A websocket run (client/stream.py) when this cell's results should stream, else None."""
+        if self.streaming == "rest" or self._streaming_refused:
+            return None
+        if self.streaming == "auto" and protocol.EXT_JUPYTER_OUTPUTS in self.remote.extensions:
+            return None
+        from remote_kernel.client import stream  # websocket-client: imported by the cells that use it
+
+        if not stream.streaming_supported(client.api_version):
+            return None
+        return stream.StreamRun(client, name)
 
     def _outcome(self, run: CellRun, state: RunState, error: dict | None, records: int,
                  stdin_refused: bool, batch: bool, input_stuck: bool = False) -> dict:

@@ -1,0 +1,203 @@
+"""The bridge's websocket execute loop (client/stream.py) against the embedded server in classic
+mode, the way it talks to real clusters: output streams while the cell runs even when the REST
+loop would batch it, input and interrupts work, the next cell is never hit by the end of the
+previous one, and a server without the endpoint gets the REST loop instead."""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import tempfile
+import threading
+import time
+
+import pytest
+
+import kernel_support as ks
+import server_fixture
+
+pytestmark = pytest.mark.slow
+
+# A real manager collects a REST poll's output for ~2 s; this server is told to do the same
+# (--coalesce), so REST output comes in one batch while websocket frames flush within 0.2 s.
+BATCHING = ["--no-extensions", "--coalesce", "1.5"]
+STREAMED, RESTFUL = "rk-stream-auto", "rk-stream-rest"
+PRINTS = "import time\nfor i in range(6):\n    print(i, flush=True)\n    time.sleep(0.25)\n"
+
+
+@pytest.fixture(scope="module")
+def batching_server():
+    srv = server_fixture.start_server(tempfile.mkdtemp(prefix="rk-stream-srv-"), *BATCHING)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stream-specs")
+    ks.write_kernelspec(root, name=STREAMED)
+    ks.write_kernelspec(root, name=RESTFUL, extra_argv=["--RemoteKernel.streaming=rest"])
+    with ks.on_jupyter_path(root):
+        yield root
+
+
+@pytest.fixture(scope="module")
+def streamed(batching_server, specs):
+    with ks.running_kernel(ks.server_env(batching_server), name=STREAMED) as (km, kc):
+        assert ks.execute(kc, "pass")[0]["status"] == "ok"
+        yield km, kc
+
+
+def stdout_arrivals(kc, code: str, timeout: float = 30) -> tuple[dict, list[tuple[float, str]]]:
+    """Run ``code``; (reply, [(seconds after the request, stdout text)])."""
+    started = time.monotonic()
+    msg_id = kc.execute(code)
+    arrivals = []
+    reply = None
+    idle = False
+    deadline = started + timeout
+    while (reply is None or not idle) and time.monotonic() < deadline:
+        try:
+            msg = kc.get_iopub_msg(timeout=0.02)
+            if msg["parent_header"].get("msg_id") == msg_id:
+                if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
+                    arrivals.append((time.monotonic() - started, msg["content"]["text"]))
+                elif msg["msg_type"] == "status":
+                    idle = msg["content"]["execution_state"] == "idle"
+        except queue.Empty:
+            pass
+        if reply is None:
+            try:
+                shell = kc.get_shell_msg(timeout=0.01)
+                if shell["parent_header"].get("msg_id") == msg_id:
+                    reply = shell["content"]
+            except queue.Empty:
+                pass
+    assert reply is not None, f"no reply for {code!r}"
+    return reply, arrivals
+
+
+def test_output_streams_while_the_rest_loop_would_batch_it(batching_server, specs, streamed):
+    _, kc = streamed
+    reply, arrivals = stdout_arrivals(kc, PRINTS)
+    assert reply["status"] == "ok", reply
+    assert "".join(text for _, text in arrivals) == "".join(f"{i}\n" for i in range(6))
+    # the first line arrives long before the cell's 1.5 s are over, the rest spread out after it
+    assert arrivals[0][0] < 0.8, arrivals
+    assert len(arrivals) >= 3 and arrivals[-1][0] - arrivals[0][0] > 0.6, arrivals
+
+    # the same cell through the REST loop on the same server: one batch after the collection window
+    with ks.running_kernel(ks.server_env(batching_server), name=RESTFUL) as (_km, rest_kc):
+        assert ks.execute(rest_kc, "pass")[0]["status"] == "ok"
+        reply, batched = stdout_arrivals(rest_kc, PRINTS)
+    assert reply["status"] == "ok", reply
+    assert batched[0][0] > 1.2, batched
+
+
+def test_streamed_input_and_password(streamed):
+    _, kc = streamed
+    reply, outputs, asked = ks.execute(kc, "print('hi ' + input('name? '))", allow_stdin=True, stdin_answers=["ada"])
+    assert reply["status"] == "ok", reply
+    assert "hi ada" in ks.stdout_of(outputs)
+    assert asked and asked[0]["password"] is False
+    reply, outputs, asked = ks.execute(kc, "import getpass\nprint(len(getpass.getpass()))", allow_stdin=True,
+                                       stdin_answers=["secret"])
+    assert reply["status"] == "ok", reply
+    assert asked and asked[0]["password"] is True
+    assert "6" in ks.stdout_of(outputs)
+
+
+def test_refused_input_ends_the_cell_and_spares_the_next_one(streamed):
+    _, kc = streamed
+    reply, _, _ = ks.execute(kc, "input('name? ')", allow_stdin=False, timeout=30)
+    assert reply["status"] == "error" and reply["ename"] == "StdinNotImplementedError", reply
+    # the interrupt that stopped the remote run must not reach the next cell
+    reply, outputs, _ = ks.execute(kc, "import time\ntime.sleep(1.5)\nprint('next')", timeout=30)
+    assert reply["status"] == "ok", reply
+    assert ks.stdout_of(outputs) == "next\n"
+
+
+def test_interrupt_of_a_streamed_cell(streamed):
+    km, kc = streamed
+    msg_id = kc.execute("import time\nprint('start', flush=True)\ntime.sleep(30)")
+    time.sleep(1.5)
+    km.interrupt_kernel()
+    reply = ks.shell_reply(kc, msg_id, timeout=15)["content"]
+    assert reply["status"] == "error", reply
+    ks.drain_iopub(kc)
+    reply, outputs, _ = ks.execute(kc, "print('after')", timeout=30)
+    assert reply["status"] == "ok" and ks.stdout_of(outputs) == "after\n", (reply, outputs)
+
+
+class NoStreamProxy:
+    """Forwards every connection to the server, except an upgrade to ``/stream/...``, which it
+    answers like a server without that endpoint (404 url-not-found)."""
+
+    def __init__(self, target_port: int):
+        self.target = ("127.0.0.1", target_port)
+        self.refused = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(65536)
+            if not chunk:
+                client.close()
+                return
+            head += chunk
+        if head.split(b" ", 2)[1].startswith(b"/stream/"):
+            self.refused += 1
+            body = json.dumps({"type": "https://api.backend.ai/probs/url-not-found", "title": "Unknown URL path."})
+            client.sendall(f"HTTP/1.1 404 Not Found\r\nContent-Type: application/problem+json\r\n"
+                           f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode())
+            client.close()
+            return
+        upstream = socket.create_connection(self.target)
+        upstream.sendall(head)
+        for src, dst in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_server_without_the_endpoint_gets_the_rest_loop(batching_server, specs):
+    proxy = NoStreamProxy(int(batching_server.url.rsplit(":", 1)[1]))
+    try:
+        env = dict(ks.server_env(batching_server), BACKEND_ENDPOINT=proxy.url)
+        with ks.running_kernel(env, name=STREAMED) as (_km, kc):
+            for i in range(2):
+                reply, outputs, _ = ks.execute(kc, f"print('rest {i}')", timeout=30)
+                assert reply["status"] == "ok", reply
+                assert ks.stdout_of(outputs) == f"rest {i}\n"
+        assert proxy.refused == 1  # asked once, then remembered for the kernel's life
+    finally:
+        proxy.close()
