@@ -22,6 +22,9 @@ from pathlib import Path
 from jupyter_client.manager import KernelManager
 
 BRIDGE_SPEC = "rk-bench-bridge"
+# the bridge told which execute loop to use (streaming against a real-manager stand-in)
+BRIDGE_REST_SPEC = "rk-bench-bridge-rest"
+BRIDGE_WS_SPEC = "rk-bench-bridge-websocket"
 DIRECT_SPEC = "rk-bench-direct"
 
 
@@ -78,6 +81,9 @@ def kernelspecs():
             (DIRECT_SPEC, [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"], {}),
             (BRIDGE_SPEC, [sys.executable, "-m", "remote_kernel.kernel", "-f", "{connection_file}",
                            "--RemoteKernel.image=python"], {"interrupt_mode": "message"}),
+            *((name, [sys.executable, "-m", "remote_kernel.kernel", "-f", "{connection_file}",
+                      "--RemoteKernel.image=python", f"--RemoteKernel.streaming={loop}"], {"interrupt_mode": "message"})
+              for name, loop in ((BRIDGE_REST_SPEC, "rest"), (BRIDGE_WS_SPEC, "websocket"))),
         ):
             folder = Path(tmp, "kernels", name)
             folder.mkdir(parents=True)
