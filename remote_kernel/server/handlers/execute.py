@@ -17,6 +17,15 @@ _MODES = (protocol.MODE_QUERY, protocol.MODE_BATCH, protocol.MODE_CONTINUE, prot
           protocol.MODE_COMPLETE)
 
 
+def code_of(body: dict) -> str:
+    code = body.get("code")
+    if code is None:
+        return ""
+    if not isinstance(code, str):
+        raise bad_params("'code' must be a string")
+    return code
+
+
 def options_of(body: dict) -> dict:
     options = body.get("options")
     if options is None:
@@ -55,11 +64,7 @@ async def execute(handler: BaseHandler, ident: str) -> None:
         mode = protocol.MODE_CONTINUE
     if not isinstance(mode, str) or mode not in _MODES:
         raise bad_params(f"unknown mode {mode!r}; expected one of {', '.join(_MODES)}")
-    code = body.get("code")
-    if code is None:
-        code = ""
-    if not isinstance(code, str):
-        raise bad_params("'code' must be a string")
+    code = code_of(body)
     run_id = body.get("runId")
     if run_id is not None and not valid_run_id(run_id):
         raise bad_params("'runId' must be null or up to 64 characters of letters, digits, '_' and '-'")

@@ -20,7 +20,7 @@ import tornado.websocket
 from remote_kernel import jsonio, protocol
 from remote_kernel.server.base import BaseHandler
 from remote_kernel.server.errors import ApiError, bad_params
-from remote_kernel.server.handlers.execute import new_run, options_of
+from remote_kernel.server.handlers.execute import code_of, new_run, options_of
 from remote_kernel.server.handlers.root import classic_options
 from remote_kernel.server.runs import QUEUED, Run
 
@@ -104,11 +104,7 @@ class StreamExecuteHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         mode = params.get("mode")
         if mode not in (protocol.MODE_QUERY, protocol.MODE_BATCH):
             raise bad_params(f"unknown mode {mode!r}; expected query or batch")
-        code = params.get("code")
-        if code is None:
-            code = ""
-        if not isinstance(code, str):
-            raise bad_params("'code' must be a string")
+        code = code_of(params)
         options = options_of(params)
         if not self.state.config.extensions:  # --no-extensions
             options = classic_options(options)
