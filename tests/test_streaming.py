@@ -97,6 +97,16 @@ def test_output_streams_while_the_rest_loop_would_batch_it(batching_server, spec
     assert batched[0][0] > 1.2, batched
 
 
+def execute_loop_of(kc) -> str:
+    reply, outputs, _ = ks.execute(kc, "%remote info")
+    assert reply["status"] == "ok", reply
+    return next(line for line in ks.stdout_of(outputs).splitlines() if line.startswith("execute loop:"))
+
+
+def test_remote_info_names_the_loop(streamed):
+    assert execute_loop_of(streamed[1]) == "execute loop: websocket"
+
+
 def test_streamed_input_and_password(streamed):
     _, kc = streamed
     reply, outputs, asked = ks.execute(kc, "print('hi ' + input('name? '))", allow_stdin=True, stdin_answers=["ada"])
@@ -198,6 +208,7 @@ def test_a_server_without_the_endpoint_gets_the_rest_loop(batching_server, specs
                 reply, outputs, _ = ks.execute(kc, f"print('rest {i}')", timeout=30)
                 assert reply["status"] == "ok", reply
                 assert ks.stdout_of(outputs) == f"rest {i}\n"
+            assert execute_loop_of(kc) == "execute loop: REST (the server refused the websocket endpoint)"
         assert proxy.refused == 1  # asked once, then remembered for the kernel's life
     finally:
         proxy.close()

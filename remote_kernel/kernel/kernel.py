@@ -276,8 +276,11 @@ class RemoteKernel(Kernel):
                     if directive.command != "help":  # help is answered without the remote
                         self._ensure_session(run)
                         client = self.remote.client()
+                    info = self.remote.info()
+                    if client is not None:
+                        info["execute loop"] = self._execute_loop(client)
                     directives_mod.run_directive(
-                        directive, client, self.remote.name, self.remote.info(),
+                        directive, client, self.remote.name, info,
                         lambda text: self._stream(run, "stdout", text))
                     outcome = None
                 if outcome is not None:
@@ -423,15 +426,25 @@ class RemoteKernel(Kernel):
 
     def _stream_run(self, client, name: str):
         """A websocket run (client/stream.py) when this cell's results should stream, else None."""
-        if self.streaming == "rest" or self._streaming_refused:
-            return None
-        if self.streaming == "auto" and protocol.EXT_JUPYTER_OUTPUTS in self.remote.extensions:
+        if self._execute_loop(client) != "websocket":
             return None
         from remote_kernel.client import stream  # websocket-client: imported by the cells that use it
 
-        if not stream.streaming_supported(client.api_version):
-            return None
         return stream.StreamRun(client, name)
+
+    def _execute_loop(self, client) -> str:
+        """Which execute loop the next cell uses, and why (shown by ``%remote info``)."""
+        if self.streaming == "rest":
+            return "REST (RemoteKernel.streaming = rest)"
+        if self._streaming_refused:
+            return "REST (the server refused the websocket endpoint)"
+        if self.streaming == "auto" and protocol.EXT_JUPYTER_OUTPUTS in self.remote.extensions:
+            return "REST (lossless and resumable with this server's extensions)"
+        from remote_kernel.client.stream import streaming_supported
+
+        if not streaming_supported(client.api_version):
+            return f"REST (API {client.api_version} predates the websocket endpoint)"
+        return "websocket"
 
     def _outcome(self, run: CellRun, state: RunState, error: dict | None, records: int,
                  stdin_refused: bool, batch: bool, input_stuck: bool = False) -> dict:
