@@ -120,6 +120,14 @@ def test_streamed_input_and_password(streamed):
     assert "6" in ks.stdout_of(outputs)
 
 
+def test_streamed_batch_run(streamed):
+    _, kc = streamed
+    reply, outputs, _ = ks.execute(kc, "%%remote batch --build '' --exec 'python main.py' --file main.py\n"
+                                       "print('built and run')\n", timeout=60)
+    assert reply["status"] == "ok", reply
+    assert "built and run" in ks.stdout_of(outputs)
+
+
 def test_refused_input_ends_the_cell_and_spares_the_next_one(streamed):
     _, kc = streamed
     reply, _, _ = ks.execute(kc, "input('name? ')", allow_stdin=False, timeout=30)

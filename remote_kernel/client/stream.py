@@ -24,6 +24,7 @@ import websocket
 
 from remote_kernel import protocol
 from remote_kernel.client import errors
+from remote_kernel.client.transport import describe_failure
 
 log = logging.getLogger("remote_kernel.client")
 
@@ -93,7 +94,7 @@ class StreamRun:
         sslopt = None
         if url.startswith("wss:"):
             verify = transport.session.verify
-            sslopt = {"cert_reqs": ssl.CERT_NONE} if verify is False else \
+            sslopt = {"cert_reqs": ssl.CERT_NONE, "check_hostname": False} if verify is False else \
                 ({"ca_certs": verify} if isinstance(verify, str) else {})
         try:
             self._ws = websocket.create_connection(
@@ -102,7 +103,8 @@ class StreamRun:
         except websocket.WebSocketBadStatusException as exc:
             raise self._refusal(exc, path) from None
         except (OSError, websocket.WebSocketException) as exc:
-            raise errors.ConnectionFailed(self._where, msg=f"websocket: {exc}", request=f"GET {path}") from None
+            raise errors.ConnectionFailed(self._where, msg=f"websocket: {describe_failure(exc)}",
+                                          request=f"GET {path}") from None
         # Results can be minutes apart (a long silent cell); a dead peer shows up as a failed
         # read after the keep-alive pings below go unanswered.
         self._ws.settimeout(transport.timeout[1])

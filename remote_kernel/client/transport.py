@@ -15,6 +15,7 @@ Retry policy (why: an execute ``query`` that reached the server must never run t
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
@@ -193,12 +194,12 @@ class Transport:
                         self.endpoint, msg=f"no answer within {self.timeout[1]:g} s{note}", request=call,
                     ) from None
                 raise errors.ConnectionFailed(
-                    self.endpoint, msg=f"connection lost: {_describe(exc)}{note}", request=call,
+                    self.endpoint, msg=f"connection lost: {describe_failure(exc)}{note}", request=call,
                     hint="the connection broke mid-request; check the server and the network",
                 ) from None
             except requests.exceptions.RequestException as exc:  # bad URL and the like
                 raise errors.ConnectionFailed(
-                    self.endpoint, msg=_describe(exc), request=call,
+                    self.endpoint, msg=describe_failure(exc), request=call,
                     hint="check BACKEND_ENDPOINT",
                 ) from None
 
@@ -237,7 +238,7 @@ class Transport:
                 _read_body(response)
             except requests.exceptions.RequestException as exc:
                 if _not_sent(exc):
-                    log.debug("endpoint %s unreachable: %s", self.endpoints[index], _describe(exc))
+                    log.debug("endpoint %s unreachable: %s", self.endpoints[index], describe_failure(exc))
                     failures.append((self.endpoints[index], exc))
                     continue
                 self._current = index
@@ -298,12 +299,12 @@ class _NothingSent(Exception):
         self.last = failures[-1][1] if failures else None
 
     def describe(self) -> str:
-        return "; ".join(f"{url}: {_describe(exc)}" for url, exc in self.failures)
+        return "; ".join(f"{url}: {describe_failure(exc)}" for url, exc in self.failures)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_failure(exc: BaseException) -> str:
     """A short cause without URLs' query strings or headers (no secrets live there anyway)."""
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, (requests.exceptions.SSLError, ssl.SSLError)):
         return "TLS handshake failed (check BACKEND_CA_BUNDLE or BACKEND_SKIP_SSLCERT_VALIDATION)"
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return "connect timed out"
