@@ -152,10 +152,11 @@ def test_interrupt_of_a_streamed_cell(streamed):
 
 class NoStreamProxy:
     """Forwards every connection to the server, except an upgrade to ``/stream/...``, which it
-    answers like a server without that endpoint (404 url-not-found)."""
+    answers like a server without that endpoint (404 url-not-found) or a busy one (503)."""
 
-    def __init__(self, target_port: int):
+    def __init__(self, target_port: int, status: int = 404):
         self.target = ("127.0.0.1", target_port)
+        self.status = status
         self.refused = 0
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
@@ -179,8 +180,9 @@ class NoStreamProxy:
             head += chunk
         if head.split(b" ", 2)[1].startswith(b"/stream/"):
             self.refused += 1
-            body = json.dumps({"type": "https://api.backend.ai/probs/url-not-found", "title": "Unknown URL path."})
-            client.sendall(f"HTTP/1.1 404 Not Found\r\nContent-Type: application/problem+json\r\n"
+            slug, reason = ("url-not-found", "Not Found") if self.status == 404 else ("service-unavailable", "Busy")
+            body = json.dumps({"type": f"https://api.backend.ai/probs/{slug}", "title": reason})
+            client.sendall(f"HTTP/1.1 {self.status} {reason}\r\nContent-Type: application/problem+json\r\n"
                            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode())
             client.close()
             return
@@ -207,8 +209,11 @@ class NoStreamProxy:
         self.sock.close()
 
 
-def test_a_server_without_the_endpoint_gets_the_rest_loop(batching_server, specs):
-    proxy = NoStreamProxy(int(batching_server.url.rsplit(":", 1)[1]))
+@pytest.mark.parametrize("status", [404, 503])
+def test_a_refused_upgrade_gets_the_rest_loop(batching_server, specs, status):
+    """404: a server without the endpoint; the bridge remembers it.  503: a busy one; that cell
+    goes through the REST loop (whose transport waits such answers out), the next tries again."""
+    proxy = NoStreamProxy(int(batching_server.url.rsplit(":", 1)[1]), status)
     try:
         env = dict(ks.server_env(batching_server), BACKEND_ENDPOINT=proxy.url)
         with ks.running_kernel(env, name=STREAMED) as (_km, kc):
@@ -216,7 +221,12 @@ def test_a_server_without_the_endpoint_gets_the_rest_loop(batching_server, specs
                 reply, outputs, _ = ks.execute(kc, f"print('rest {i}')", timeout=30)
                 assert reply["status"] == "ok", reply
                 assert ks.stdout_of(outputs) == f"rest {i}\n"
-            assert execute_loop_of(kc) == "execute loop: REST (the server refused the websocket endpoint)"
-        assert proxy.refused == 1  # asked once, then remembered for the kernel's life
+            loop = execute_loop_of(kc)
+        if status == 404:
+            assert proxy.refused == 1  # asked once, then remembered for the kernel's life
+            assert loop == "execute loop: REST (the server refused the websocket endpoint)"
+        else:
+            assert proxy.refused == 2  # asked again for every cell
+            assert loop == "execute loop: websocket"
     finally:
         proxy.close()

@@ -19,9 +19,14 @@ _MAX_BODY_IN_MESSAGE = 300
 
 
 class StreamUnavailable(Exception):
-    """The server has no websocket execute endpoint (or refuses the upgrade): use the REST loop.
+    """The server has no websocket execute endpoint (``lasting``), or refuses the upgrade for now
+    (busy, rate limit: the REST transport waits those out): use the REST loop.
 
     Raised before anything was sent, so falling back never runs code twice (client/stream.py)."""
+
+    def __init__(self, reason: str, lasting: bool = True):
+        super().__init__(reason)
+        self.lasting = lasting
 
 
 class ConfigError(ValueError):

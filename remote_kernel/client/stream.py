@@ -118,7 +118,9 @@ class StreamRun:
             slug = errors.slug_of(problem.get("type")) if isinstance(problem, dict) else None
         except ValueError:
             problem = None
-        if status in (401, 403) or slug in _SESSION_SLUGS or status == 429 or status >= 500:
+        if status in (429, 503):  # wait-and-retry answers: the REST transport knows how to wait
+            return errors.StreamUnavailable(f"{status} {slug or ''}".strip(), lasting=False)
+        if status in (401, 403) or slug in _SESSION_SLUGS or status >= 500:
             # the same failure REST would report: let the loop's usual handling see it
             response = requests.Response()
             response.status_code = status

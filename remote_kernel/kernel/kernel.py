@@ -363,8 +363,8 @@ class RemoteKernel(Kernel):
                 if streamed is not None:
                     try:
                         result = streamed.exchange(body)
-                    except errors.StreamUnavailable:  # raised before the code was sent: REST from now on
-                        self._streaming_refused = True
+                    except errors.StreamUnavailable as refusal:  # raised before the code was sent
+                        self._streaming_refused = refusal.lasting  # no endpoint: REST from now on
                         streamed = None
                         result = client.execute(name, body["mode"], body["code"], body["runId"], body["options"])
                 else:
