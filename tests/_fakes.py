@@ -51,11 +51,17 @@ def problem(status: int, slug: str, title: str = "", **extra: Any) -> Reply:
     return Reply(status, json.dumps(body).encode(), {"Content-Type": PROBLEM, **headers})
 
 
+_HELD: list[socket.socket] = []
+
+
 def closed_port() -> int:
-    """A loopback port nothing listens on (bound then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on.  It stays bound (never listening: connections are
+    refused) for the rest of the test run: released, the next kernel started could take it for
+    one of its own sockets, and a request to it would hang instead of being refused."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _HELD.append(sock)
+    return sock.getsockname()[1]
 
 
 class ScriptedServer:
