@@ -9,13 +9,13 @@ import json
 import queue
 import socket
 import tempfile
-import threading
 import time
 
 import pytest
 
 import kernel_support as ks
 import server_fixture
+from _relay import Listener, splice
 
 pytestmark = pytest.mark.slow
 
@@ -158,17 +158,8 @@ class NoStreamProxy:
         self.target = ("127.0.0.1", target_port)
         self.status = status
         self.refused = 0
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+        self.listener = Listener(self._serve)
+        self.url = f"http://127.0.0.1:{self.listener.port}"
 
     def _serve(self, client: socket.socket) -> None:
         head = b""
@@ -188,25 +179,10 @@ class NoStreamProxy:
             return
         upstream = socket.create_connection(self.target)
         upstream.sendall(head)
-        for src, dst in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        splice(client, upstream)
 
     def close(self) -> None:
-        self.sock.close()
+        self.listener.close()
 
 
 @pytest.mark.parametrize("status", [404, 503])

@@ -11,13 +11,13 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
 
 import kernel_support as ks
 import server_fixture
+from _relay import Listener, splice
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")]
@@ -48,17 +48,8 @@ class TLSProxy:
         self.target = ("127.0.0.1", target_port)
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(certfile, keyfile)
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"https://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                raw, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+        self.listener = Listener(self._serve)
+        self.url = f"https://127.0.0.1:{self.listener.port}"
 
     def _serve(self, raw: socket.socket) -> None:
         try:
@@ -66,26 +57,10 @@ class TLSProxy:
         except (ssl.SSLError, OSError):
             raw.close()  # a client that does not trust us: the handshake fails, as it should
             return
-        upstream = socket.create_connection(self.target)
-        threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
-        self._pipe(client, upstream)
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.close()
-                except OSError:
-                    pass
+        splice(client, socket.create_connection(self.target))
 
     def close(self) -> None:
-        self.sock.close()
+        self.listener.close()
 
 
 @pytest.fixture(scope="module")
