@@ -109,9 +109,10 @@ def drain_iopub(kc) -> None:
 
 
 def execute(kc, code: str, timeout: float = 60, allow_stdin: bool = False, stdin_answers: list[str] | None = None,
-            silent: bool = False) -> tuple[dict, list[dict], list[dict]]:
+            silent: bool = False, stamp: bool = False) -> tuple[dict, list[dict], list[dict]]:
     """Run a cell; return (execute_reply content, iopub outputs, input_requests).  Answers
-    input requests from ``stdin_answers`` in order."""
+    input requests from ``stdin_answers`` in order.  ``stamp``: each output also gets
+    ``received``, the time.monotonic() it arrived at."""
     msg_id = kc.execute(code, allow_stdin=allow_stdin, silent=silent)
     answers = list(stdin_answers or [])
     outputs: list[dict] = []
@@ -136,7 +137,8 @@ def execute(kc, code: str, timeout: float = 60, allow_stdin: bool = False, stdin
             if msg["msg_type"] == "status":
                 idle = msg["content"]["execution_state"] == "idle"
             elif msg["msg_type"] not in ("execute_input",):
-                outputs.append({"msg_type": msg["msg_type"], **msg["content"]})
+                outputs.append({"msg_type": msg["msg_type"], **msg["content"],
+                                **({"received": time.monotonic()} if stamp else {})})
         if reply is None:
             try:
                 shell = kc.get_shell_msg(timeout=0.01)

@@ -6,7 +6,6 @@ previous one, and a server without the endpoint gets the REST loop instead."""
 from __future__ import annotations
 
 import json
-import queue
 import socket
 import tempfile
 import time
@@ -54,30 +53,9 @@ def streamed(batching_server, specs):
 def stdout_arrivals(kc, code: str, timeout: float = 30) -> tuple[dict, list[tuple[float, str]]]:
     """Run ``code``; (reply, [(seconds after the request, stdout text)])."""
     started = time.monotonic()
-    msg_id = kc.execute(code)
-    arrivals = []
-    reply = None
-    idle = False
-    deadline = started + timeout
-    while (reply is None or not idle) and time.monotonic() < deadline:
-        try:
-            msg = kc.get_iopub_msg(timeout=0.02)
-            if msg["parent_header"].get("msg_id") == msg_id:
-                if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
-                    arrivals.append((time.monotonic() - started, msg["content"]["text"]))
-                elif msg["msg_type"] == "status":
-                    idle = msg["content"]["execution_state"] == "idle"
-        except queue.Empty:
-            pass
-        if reply is None:
-            try:
-                shell = kc.get_shell_msg(timeout=0.01)
-                if shell["parent_header"].get("msg_id") == msg_id:
-                    reply = shell["content"]
-            except queue.Empty:
-                pass
-    assert reply is not None, f"no reply for {code!r}"
-    return reply, arrivals
+    reply, outputs, _ = ks.execute(kc, code, timeout=timeout, stamp=True)
+    return reply, [(o["received"] - started, o["text"]) for o in outputs
+                   if o["msg_type"] == "stream" and o["name"] == "stdout"]
 
 
 def test_output_streams_while_the_rest_loop_would_batch_it(batching_server, specs, streamed):
