@@ -10,6 +10,7 @@ import threading
 import time
 
 from _fakes import Reply, ScriptedServer
+from remote_kernel import signing
 from remote_kernel.client import APIConfig, Client
 from remote_kernel.client.loopback import LoopbackAdapter
 from remote_kernel.client.transport import Transport
@@ -39,6 +40,13 @@ def test_request_arrives_whole_with_its_signed_headers():
     assert req.headers["Host"] == f"127.0.0.1:{server.port}"
     assert req.headers["Authorization"].startswith("BackendAI signMethod=HMAC-SHA256")
     assert req.headers["Accept-Encoding"] == "identity"  # nothing to decompress
+    # built without Session.request (transport._send_direct): the session's headers all the same
+    assert req.headers["Content-Type"] == "application/json"
+    assert req.headers["User-Agent"].startswith("python-requests/") and req.headers["Accept"] == "*/*"
+    # and the signature is over exactly what arrived
+    expected = signing.sign("sk-loopback", "POST", req.path, req.headers["Date"], req.headers["Host"],
+                            req.headers["Content-Type"], req.headers["X-BackendAI-Version"], req.body)
+    assert req.headers["Authorization"].endswith(f"credential=AK:{expected}")
 
 
 class ClosesIdleConnections:

@@ -23,7 +23,9 @@ from urllib.parse import urlsplit
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 
+from remote_kernel import jsonio
 from remote_kernel.client import errors
 from remote_kernel.client.loopback import LoopbackAdapter
 
@@ -103,10 +105,10 @@ class Transport:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         # A server on this machine (the embedded one) gets the lean adapter: half the CPU.
-        lean = LoopbackAdapter(adapter, max_idle=pool_size)
-        for endpoint in self.endpoints:
-            if endpoint.lower().startswith("http://") and _is_loopback(endpoint):
-                self.session.mount(endpoint + "/", lean)
+        self._lean = LoopbackAdapter(adapter, max_idle=pool_size)
+        self._lean_endpoints = {e for e in self.endpoints if e.lower().startswith("http://") and _is_loopback(e)}
+        for endpoint in self._lean_endpoints:
+            self.session.mount(endpoint + "/", self._lean)
 
     @classmethod
     def from_config(cls, config: Any, auth: requests.auth.AuthBase | None = None, **kwargs: Any) -> "Transport":
@@ -234,7 +236,10 @@ class Transport:
             index = (self._current + step) % count
             url = self.endpoints[index] + path
             try:
-                response = self.session.request(method, url, allow_redirects=False, stream=True, **kwargs)
+                if self.endpoints[index] in self._lean_endpoints and _plain(kwargs):
+                    response = self._send_direct(method, url, **kwargs)
+                else:
+                    response = self.session.request(method, url, allow_redirects=False, stream=True, **kwargs)
                 _read_body(response)
             except requests.exceptions.RequestException as exc:
                 if _not_sent(exc):
@@ -248,6 +253,33 @@ class Transport:
             self._current = index
             return response
         raise _NothingSent(failures)
+
+
+    def _send_direct(self, method: str, url: str, *, json: Any = None, headers: dict | None = None,
+                     auth: Any = None, timeout: Any = None, **_unused: Any) -> requests.Response:
+        """A plain JSON call to a server on this machine, straight to the loopback adapter.
+
+        ``Session.request`` would merge settings this call never has (cookies, proxies, hooks,
+        parameters; requests 2.34 checks several of them against runtime Protocols) and parse
+        the URL again: ~0.4 ms of CPU of every execute call, most of what the client spends.
+        The request is built as the session builds it: its default headers, then ours, the body
+        as JSON, then the signature."""
+        request = requests.PreparedRequest()
+        request.method = method
+        request.url = url
+        request.headers = CaseInsensitiveDict(self.session.headers)
+        request.headers.update(headers or {})
+        if json is not None:
+            request.body = jsonio.dumps(json)
+            request.headers["Content-Type"] = "application/json"
+        if auth is not None:
+            request = auth(request)
+        return self._lean.send(request, stream=True, timeout=timeout)
+
+
+def _plain(kwargs: dict) -> bool:
+    """A call with at most a JSON body and headers (no form data, files or query parameters)."""
+    return kwargs.get("data") is None and kwargs.get("files") is None and not kwargs.get("params")
 
 
 def _read_body(response: requests.Response) -> None:
