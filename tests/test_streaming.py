@@ -130,9 +130,10 @@ def test_interrupt_of_a_streamed_cell(streamed):
 
 class NoStreamProxy:
     """Forwards every connection to the server, except an upgrade to ``/stream/...``, which it
-    answers like a server without that endpoint (404 url-not-found) or a busy one (503)."""
+    answers like a server without that endpoint (404 url-not-found) or a busy one (503);
+    ``status=None`` forwards those too."""
 
-    def __init__(self, target_port: int, status: int = 404):
+    def __init__(self, target_port: int, status: int | None = 404):
         self.target = ("127.0.0.1", target_port)
         self.status = status
         self.refused = 0
@@ -147,7 +148,7 @@ class NoStreamProxy:
                 client.close()
                 return
             head += chunk
-        if head.split(b" ", 2)[1].startswith(b"/stream/"):
+        if self.status and head.split(b" ", 2)[1].startswith(b"/stream/"):
             self.refused += 1
             slug, reason = ("url-not-found", "Not Found") if self.status == 404 else ("service-unavailable", "Busy")
             body = json.dumps({"type": f"https://api.backend.ai/probs/{slug}", "title": reason})
@@ -184,3 +185,23 @@ def test_a_refused_upgrade_gets_the_rest_loop(batching_server, specs, status):
             assert loop == "execute loop: websocket"
     finally:
         proxy.close()
+
+
+def test_an_endpoint_that_stops_answering_hands_the_cell_to_the_rest_loop(batching_server, specs):
+    """Two endpoints; the first stops taking connections after the session exists.  The upgrade
+    to it is refused before anything is sent, so the REST loop runs the cell (on its live
+    keep-alive connection, or failing over to the second endpoint): no cell fails."""
+    port = int(batching_server.url.rsplit(":", 1)[1])
+    first, second = NoStreamProxy(port, None), NoStreamProxy(port, None)
+    try:
+        env = dict(ks.server_env(batching_server), BACKEND_ENDPOINT=f"{first.url},{second.url}")
+        with ks.running_kernel(env, name=STREAMED) as (_km, kc):
+            assert ks.execute(kc, "print('a')", timeout=30)[1][-1]["text"] == "a\n"
+            first.close()
+            for letter in "bc":
+                reply, outputs, _ = ks.execute(kc, f"print('{letter}')", timeout=60)
+                assert reply["status"] == "ok", reply
+                assert ks.stdout_of(outputs) == f"{letter}\n"
+    finally:
+        first.close()
+        second.close()

@@ -103,8 +103,10 @@ class StreamRun:
         except websocket.WebSocketBadStatusException as exc:
             raise self._refusal(exc, path) from None
         except (OSError, websocket.WebSocketException) as exc:
-            raise errors.ConnectionFailed(self._where, msg=f"websocket: {describe_failure(exc)}",
-                                          request=f"GET {path}") from None
+            # Nothing of the run was sent: the REST loop takes this cell, with the transport's
+            # retries and fail-over to the next endpoint (which the next upgrade then uses),
+            # and its clear error if the server is really unreachable.
+            raise errors.StreamUnavailable(f"websocket: {describe_failure(exc)}", lasting=False) from None
         # Results can be minutes apart (a long silent cell); a dead peer shows up as a failed
         # read after the keep-alive pings below go unanswered.
         self._ws.settimeout(transport.timeout[1])
