@@ -1,5 +1,6 @@
-"""Plumbing of the tests' small loopback proxies (test_streaming, test_tls): a listener whose
-every connection is handled on its own thread, and a byte pump between two sockets."""
+"""Plumbing of the tests' small loopback servers and proxies (test_streaming, test_tls,
+test_client_loopback): a listener whose every connection is handled on its own thread, and a
+byte pump between two sockets."""
 
 from __future__ import annotations
 

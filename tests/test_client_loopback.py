@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 
 from _fakes import Reply, ScriptedServer
+from _relay import Listener
 from remote_kernel import signing
 from remote_kernel.client import APIConfig, Client
 from remote_kernel.client.loopback import LoopbackAdapter
@@ -54,31 +54,25 @@ class ClosesIdleConnections:
     connection shortly after, as a server's keep-alive timeout does."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.connections = 0
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.listener = Listener(self._serve)
+        self.url = f"http://127.0.0.1:{self.listener.port}"
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
-            head, _, rest = data.partition(b"\r\n\r\n")
-            length = int([line.split(b":")[1] for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length")][0])
-            while len(rest) < length:
-                rest += conn.recv(65536)
-            body = json.dumps({"version": "v8.20240915", **FINISHED}).encode()
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-            time.sleep(0.1)
-            conn.close()
+    def _serve(self, conn: socket.socket) -> None:
+        self.connections += 1
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int([line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")][0])
+        while len(rest) < length:
+            rest += conn.recv(65536)
+        body = json.dumps({"version": "v8.20240915", **FINISHED}).encode()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        time.sleep(0.1)
+        conn.close()
 
     def close(self) -> None:
         self.listener.close()

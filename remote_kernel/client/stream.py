@@ -30,8 +30,8 @@ log = logging.getLogger("remote_kernel.client")
 
 # Added to the API in this version (docs: "Code Execution (Streaming)").
 FIRST_STREAMING_VERSION = "v4.20181215"
-# Problem slugs that mean "no such session", not "no such endpoint".
-_SESSION_SLUGS = frozenset({"session-not-found", "kernel-not-found", "object-not-found"})
+# Refusals that REST would meet too: reported as they are, not taken for a missing endpoint.
+_REAL_FAILURES = (errors.AuthenticationError, errors.SessionNotFound, errors.ServerError)
 
 
 def streaming_supported(api_version: str) -> bool:
@@ -45,7 +45,6 @@ class StreamRun:
         self._client = client
         self._name = name
         self._ws: websocket.WebSocket | None = None
-        self.finished = False
 
     # -- the loop's side ---------------------------------------------------------------------
 
@@ -113,24 +112,17 @@ class StreamRun:
 
     def _refusal(self, exc: websocket.WebSocketBadStatusException, path: str) -> Exception:
         status = exc.status_code
-        body = exc.resp_body or b""
-        slug = None
-        try:
-            problem = json.loads(body)
-            slug = errors.slug_of(problem.get("type")) if isinstance(problem, dict) else None
-        except ValueError:
-            problem = None
         if status in (429, 503):  # wait-and-retry answers: the REST transport knows how to wait
-            return errors.StreamUnavailable(f"{status} {slug or ''}".strip(), lasting=False)
-        if status in (401, 403) or slug in _SESSION_SLUGS or status >= 500:
-            # the same failure REST would report: let the loop's usual handling see it
-            response = requests.Response()
-            response.status_code = status
-            response._content = body if isinstance(body, bytes) else str(body).encode()
-            response.headers.update(exc.resp_headers or {})
-            return errors.error_from_response(self._where, response)
-        log.info("no websocket execute at %s (%s %s): using the REST loop", self._where, status, slug or "")
-        return errors.StreamUnavailable(f"{status} {slug or ''}".strip())
+            return errors.StreamUnavailable(str(status), lasting=False)
+        response = requests.Response()
+        response.status_code = status
+        response._content = exc.resp_body if isinstance(exc.resp_body, bytes) else str(exc.resp_body or "").encode()
+        response.headers.update(exc.resp_headers or {})
+        error = errors.error_from_response(self._where, response)
+        if isinstance(error, _REAL_FAILURES):
+            return error
+        log.info("no websocket execute at %s (%s): using the REST loop", self._where, error)
+        return errors.StreamUnavailable(f"{status} {error.slug or ''}".strip())
 
     def _send(self, text: str) -> None:
         try:
@@ -175,8 +167,6 @@ class StreamRun:
                                              request="websocket execute")
         if status == "server-restarting":
             raise errors.ServerBusy(self._where, msg=str(result.get("msg") or status), request="websocket execute")
-        if status in protocol.TERMINAL_STATUSES:
-            self.finished = True
         return result
 
     def _keepalive(self) -> None:

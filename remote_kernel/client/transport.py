@@ -254,7 +254,6 @@ class Transport:
             return response
         raise _NothingSent(failures)
 
-
     def _send_direct(self, method: str, url: str, *, json: Any = None, headers: dict | None = None,
                      auth: Any = None, timeout: Any = None, **_unused: Any) -> requests.Response:
         """A plain JSON call to a server on this machine, straight to the loopback adapter.

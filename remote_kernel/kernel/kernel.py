@@ -360,14 +360,14 @@ class RemoteKernel(Kernel):
                 if run.abandoned:
                     raise _Abandoned()
                 body = state.request()
+                result = None
                 if streamed is not None:
                     try:
                         result = streamed.exchange(body)
-                    except errors.StreamUnavailable as refusal:  # raised before the code was sent
+                    except errors.StreamUnavailable as refusal:  # before the code was sent: REST takes it
                         self._streaming_refused = refusal.lasting  # no endpoint: REST from now on
                         streamed = None
-                        result = client.execute(name, body["mode"], body["code"], body["runId"], body["options"])
-                else:
+                if result is None:
                     result = client.execute(name, body["mode"], body["code"], body["runId"], body["options"],
                                             idempotent=state.idempotent)
                 run.remote_answered = True
