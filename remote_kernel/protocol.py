@@ -49,6 +49,13 @@ STATUS_EXEC_TIMEOUT = "exec-timeout"
 POLL_AGAIN_STATUSES = frozenset({STATUS_CONTINUED, STATUS_BUILD_FINISHED, STATUS_CLEAN_FINISHED})
 TERMINAL_STATUSES = frozenset({STATUS_FINISHED, STATUS_EXEC_TIMEOUT})
 
+# Session statuses (``status`` in session info).  DEAD: the kernel exited; the embedded server
+# keeps such a session for a while so that its last run's result stays fetchable.
+SESSION_PENDING = "PENDING"
+SESSION_RUNNING = "RUNNING"
+SESSION_DEAD = "DEAD"
+SESSION_TERMINATED = "TERMINATED"
+
 MODE_QUERY = "query"
 MODE_BATCH = "batch"
 MODE_CONTINUE = "continue"

@@ -21,10 +21,8 @@ for var in ("BACKEND_ENDPOINT", "BACKEND_ACCESS_KEY", "BACKEND_SECRET_KEY",
             "SORNA_ENDPOINT", "SORNA_ACCESS_KEY", "SORNA_SECRET_KEY"):
     os.environ.pop(var, None)
 
-try:  # the embedded-server fixtures, shared by every suite that needs a live peer
-    from server_fixture import *  # noqa: F401,F403
-except ImportError:  # pragma: no cover - while the server is being built
-    pass
+# the embedded-server fixtures, shared by every suite that needs a live peer
+from server_fixture import *  # noqa: E402,F401,F403
 
 
 @pytest.fixture(scope="module")

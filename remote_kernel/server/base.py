@@ -11,7 +11,7 @@ from typing import Any
 import tornado.web
 
 from remote_kernel import jsonio, protocol, signing
-from remote_kernel.server.errors import ApiError, bad_params
+from remote_kernel.server.errors import APIProblem, bad_params
 
 log = logging.getLogger("remote_kernel.server")
 
@@ -28,15 +28,15 @@ _STATUS_SLUGS = {
 
 def check_version(value: str | None) -> str:
     if not value:
-        raise ApiError(400, "generic-bad-request", "Unsupported API (major) version.",
+        raise APIProblem(400, "generic-bad-request", "Unsupported API (major) version.",
                        "the X-BackendAI-Version header is missing")
     try:
         major, _ = signing.parse_version(value)
     except ValueError:
-        raise ApiError(400, "generic-bad-request", "Unsupported API (major) version.",
+        raise APIProblem(400, "generic-bad-request", "Unsupported API (major) version.",
                        "malformed X-BackendAI-Version header") from None
     if major not in _KNOWN_MAJORS:
-        raise ApiError(400, "generic-bad-request", "Unsupported API (major) version.",
+        raise APIProblem(400, "generic-bad-request", "Unsupported API (major) version.",
                        f"major version {major} is not supported")
     return value
 
@@ -68,32 +68,32 @@ class BaseHandler(tornado.web.RequestHandler):
             credential = signing.parse_authorization(headers.get("Authorization"))
         except signing.AuthHeaderError as exc:
             if not headers.get("Authorization"):
-                raise ApiError(401, "auth-failed", "Credential/signature mismatch.", "no Authorization header")
-            raise ApiError(400, "invalid-auth-params", "Missing or invalid authorization parameters.", str(exc))
+                raise APIProblem(401, "auth-failed", "Credential/signature mismatch.", "no Authorization header")
+            raise APIProblem(400, "invalid-auth-params", "Missing or invalid authorization parameters.", str(exc))
         date_value = headers.get("X-BackendAI-Date") or headers.get("Date")
         if not date_value:
-            raise ApiError(400, "invalid-auth-params", "Missing or invalid authorization parameters.",
+            raise APIProblem(400, "invalid-auth-params", "Missing or invalid authorization parameters.",
                            "missing Date header")
         try:
             moment = signing.parse_date(date_value)
         except (ValueError, OverflowError):
-            raise ApiError(400, "invalid-auth-params", "Missing or invalid authorization parameters.",
+            raise APIProblem(400, "invalid-auth-params", "Missing or invalid authorization parameters.",
                            "malformed Date header") from None
         if abs(datetime.now(timezone.utc) - moment) > CLOCK_SKEW:
-            raise ApiError(400, "invalid-auth-params", "Missing or invalid authorization parameters.",
+            raise APIProblem(400, "invalid-auth-params", "Missing or invalid authorization parameters.",
                            "the Date header is more than 15 minutes off the server's clock")
         secret = self.state.config.keys.get(credential.access_key)
         if secret is None:
-            raise ApiError(401, "auth-failed", "Credential/signature mismatch.", "unknown access key")
+            raise APIProblem(401, "auth-failed", "Credential/signature mismatch.", "unknown access key")
         try:
             expected = signing.sign(secret, self.request.method, self.request.uri, date_value,
                                     headers.get("Host", ""), headers.get("Content-Type"),
                                     self.api_version, self.request.body or b"")
         except (ValueError, OverflowError, UnicodeError):
-            raise ApiError(400, "invalid-auth-params", "Missing or invalid authorization parameters.",
+            raise APIProblem(400, "invalid-auth-params", "Missing or invalid authorization parameters.",
                            "cannot compute the signature of this request") from None
         if not signing.signatures_match(expected, credential.signature):
-            raise ApiError(401, "auth-failed", "Credential/signature mismatch.", "signature mismatch")
+            raise APIProblem(401, "auth-failed", "Credential/signature mismatch.", "signature mismatch")
         return credential.access_key
 
     # -- request helpers ---------------------------------------------------------------------
@@ -137,7 +137,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     # -- errors ------------------------------------------------------------------------------
 
-    def send_problem(self, error: ApiError) -> None:
+    def send_problem(self, error: APIProblem) -> None:
         self.clear()
         self.set_status(error.status)
         self.set_header("Content-Type", protocol.PROBLEM_CONTENT_TYPE)
@@ -145,28 +145,28 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, ApiError):
+        if isinstance(exc, APIProblem):
             self.send_problem(exc)
             return
         if isinstance(exc, tornado.web.HTTPError) and status_code in _STATUS_SLUGS:
             slug, title = _STATUS_SLUGS[status_code]
-            self.send_problem(ApiError(status_code, slug, title, exc.log_message if status_code != 401 else None))
+            self.send_problem(APIProblem(status_code, slug, title, exc.log_message if status_code != 401 else None))
             return
         if status_code >= 500:
             slug, title = "internal-server-error", "Something went wrong on the server."
         else:
             slug, title = _STATUS_SLUGS.get(status_code, ("generic-bad-request", "Bad request."))
-        self.send_problem(ApiError(status_code, slug, title))
+        self.send_problem(APIProblem(status_code, slug, title))
 
     def log_exception(self, typ, value, tb) -> None:
-        if isinstance(value, ApiError):
+        if isinstance(value, APIProblem):
             if value.status >= 500:
                 log.warning("%s %s: %s", self.request.method, self.request.path, value)
             return
         super().log_exception(typ, value, tb)
 
     def _handle_request_exception(self, e: BaseException) -> None:
-        if isinstance(e, ApiError):
+        if isinstance(e, APIProblem):
             self.log_exception(type(e), e, e.__traceback__)
             if not self._finished:
                 self.send_problem(e)
@@ -178,4 +178,4 @@ class NotFoundHandler(BaseHandler):
     authenticated = False
 
     def prepare(self) -> None:
-        raise ApiError(404, "url-not-found", "Unknown URL path.")
+        raise APIProblem(404, "url-not-found", "Unknown URL path.")

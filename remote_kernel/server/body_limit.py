@@ -19,7 +19,7 @@ from tornado import httputil
 from tornado.iostream import StreamClosedError
 
 from remote_kernel import protocol
-from remote_kernel.server.errors import ApiError
+from remote_kernel.server.errors import APIProblem
 
 log = logging.getLogger("remote_kernel.server")
 
@@ -70,7 +70,7 @@ class _Gate(httputil.HTTPMessageDelegate):
             self.inner.on_connection_close()
 
     async def _refuse(self, start_line, headers, declared: int) -> None:
-        error = ApiError(413, "invalid-api-params", "Request body too large.",
+        error = APIProblem(413, "invalid-api-params", "Request body too large.",
                          f"the body declares {declared} bytes; this server accepts at most {self.limit}")
         log.info("%s %s: refused a body of %d bytes", start_line.method, start_line.path, declared)
         body = json.dumps(error.problem()).encode()

@@ -1,4 +1,4 @@
-"""``ApiError``: a failure the API reports as problem+json (PROTOCOL.md A5).
+"""``APIProblem``: a failure the API reports as problem+json (PROTOCOL.md A5).
 
 Every layer raises it with the reference's slug; the base handler turns it into the answer."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from remote_kernel import protocol
 
 
-class ApiError(Exception):
+class APIProblem(Exception):
     def __init__(self, status: int, slug: str, title: str, msg: str | None = None, data: dict | None = None):
         super().__init__(f"{status} {slug}: {title}" + (f" ({msg})" if msg else ""))
         self.status = status
@@ -26,10 +26,10 @@ class ApiError(Exception):
         return body
 
 
-def bad_params(msg: str, title: str = "Missing or invalid API parameters.") -> ApiError:
-    return ApiError(400, "invalid-api-params", title, msg)
+def bad_params(msg: str, title: str = "Missing or invalid API parameters.") -> APIProblem:
+    return APIProblem(400, "invalid-api-params", title, msg)
 
 
-def session_not_found(name: str, family: str = "/session") -> ApiError:
+def session_not_found(name: str, family: str = "/session") -> APIProblem:
     slug = "kernel-not-found" if family == "/kernel" else "session-not-found"
-    return ApiError(404, slug, "No such session.", f"session {name!r} not found")
+    return APIProblem(404, slug, "No such session.", f"session {name!r} not found")

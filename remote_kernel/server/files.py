@@ -18,7 +18,7 @@ from remote_kernel.server.errors import bad_params
 
 
 def confine(root: str, relpath: object, must_exist: bool = False) -> str:
-    """The real path of ``relpath`` inside ``root``; ApiError when it is not a safe relative
+    """The real path of ``relpath`` inside ``root``; APIProblem when it is not a safe relative
     path or resolves (through symlinks) outside ``root``."""
     if not isinstance(relpath, str) or not relpath:
         raise bad_params("a file path must be a non-empty string")

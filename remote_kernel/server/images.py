@@ -12,7 +12,7 @@ import sys
 
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 
-from remote_kernel.server.errors import ApiError
+from remote_kernel.server.errors import APIProblem
 
 OWN_PYTHON = "rk-own-python"
 
@@ -57,4 +57,4 @@ def resolve(image: str, specs: KernelSpecManager) -> tuple[str, str]:
         except (NoSuchKernel, ValueError, OSError):
             continue
         return candidate, (spec.language or candidate).lower()
-    raise ApiError(404, "image-not-found", "Unknown image.", f"no kernel for image {image!r} on this server")
+    raise APIProblem(404, "image-not-found", "Unknown image.", f"no kernel for image {image!r} on this server")

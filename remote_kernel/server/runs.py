@@ -19,10 +19,11 @@ from collections import deque
 from remote_kernel import protocol
 from remote_kernel.server.records import STREAMS, Record, mergeable, record_size
 
-QUEUED = "queued"
-RUNNING = "running"
-WAITING_INPUT = "waiting-input"
-FINISHED = "finished"
+# the states of a run (``Run.state``)
+RUN_QUEUED = "queued"
+RUN_RUNNING = "running"
+RUN_WAITING_INPUT = "waiting-input"
+RUN_FINISHED = "finished"
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -49,7 +50,7 @@ class Run:
         self.options = options or {}
         self.jupyter = jupyter
         self.allow_stdin = allow_stdin
-        self.state = QUEUED
+        self.state = RUN_QUEUED
         self.exit_code: int | None = None
         self.input_options: dict | None = None
         self.finished_at: float | None = None
@@ -77,7 +78,7 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return self.state == FINISHED
+        return self.state == RUN_FINISHED
 
     def add(self, records: list[Record]) -> None:
         for record in records:
@@ -111,24 +112,24 @@ class Run:
         self._changed.set()
 
     def start(self) -> None:
-        if self.state == QUEUED:
-            self.state = RUNNING
+        if self.state == RUN_QUEUED:
+            self.state = RUN_RUNNING
             self._changed.set()
 
     def wait_input(self, options: dict) -> None:
-        self.state = WAITING_INPUT
+        self.state = RUN_WAITING_INPUT
         self.input_options = options
         self._changed.set()
 
     def resume(self) -> None:
-        if self.state == WAITING_INPUT:
-            self.state = RUNNING
+        if self.state == RUN_WAITING_INPUT:
+            self.state = RUN_RUNNING
             self.input_options = None
 
     def finish(self, exit_code: int) -> None:
-        if self.state == FINISHED:
+        if self.state == RUN_FINISHED:
             return
-        self.state = FINISHED
+        self.state = RUN_FINISHED
         self.exit_code = exit_code
         self.finished_at = time.monotonic()
         self.input_options = None
@@ -138,7 +139,7 @@ class Run:
     # -- consumer side -----------------------------------------------------------------------
 
     def _ready(self) -> bool:
-        return self.state in (FINISHED, WAITING_INPUT) or bool(self._markers)
+        return self.state in (RUN_FINISHED, RUN_WAITING_INPUT) or bool(self._markers)
 
     async def _wait_changed(self, timeout: float) -> None:
         self._changed.clear()
@@ -191,9 +192,9 @@ class Run:
         if self._markers:
             position, status, exit_code = self._markers.popleft()
             end = max(start, min(position, end))
-        elif self.state == FINISHED:
+        elif self.state == RUN_FINISHED:
             status, exit_code = protocol.STATUS_FINISHED, self.exit_code
-        elif self.state == WAITING_INPUT:
+        elif self.state == RUN_WAITING_INPUT:
             status, exit_code, options = protocol.STATUS_WAITING_INPUT, None, dict(self.input_options or {})
         else:
             status, exit_code = protocol.STATUS_CONTINUED, None

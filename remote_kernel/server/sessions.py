@@ -23,8 +23,8 @@ from remote_kernel import protocol
 from remote_kernel.server import images, records
 from remote_kernel.server.batch import BatchRunner
 from remote_kernel.server.config import ServerConfig
-from remote_kernel.server.errors import ApiError, bad_params, session_not_found
-from remote_kernel.server.runs import WAITING_INPUT, Run
+from remote_kernel.server.errors import APIProblem, bad_params, session_not_found
+from remote_kernel.server.runs import RUN_WAITING_INPUT, Run
 from remote_kernel.server.warm import WarmPool
 
 log = logging.getLogger("remote_kernel.server")
@@ -32,7 +32,6 @@ log = logging.getLogger("remote_kernel.server")
 _NAME_RE = re.compile(protocol.SESSION_NAME_PATTERN, re.ASCII)
 # never hand the server's own credentials to user code
 _SECRET_ENV = ("BACKEND_ACCESS_KEY", "BACKEND_SECRET_KEY", "SORNA_ACCESS_KEY", "SORNA_SECRET_KEY")
-STARTING, RUNNING, DEAD, TERMINATED = "PENDING", "RUNNING", "DEAD", "TERMINATED"
 IDLE_GRACE = 2.0  # seconds a run waits for its idle status once the reply is in
 LIVENESS_PERIOD = 0.2  # how often a running cell checks that its kernel is still alive
 SHELL_TIMEOUT = 10.0
@@ -78,7 +77,7 @@ class Session:
         self.environ = environ
         self.created_at = time.time()
         self.last_used = time.monotonic()
-        self.status = STARTING
+        self.status = protocol.SESSION_PENDING
         self.num_queries = 0
         self.ready = asyncio.get_running_loop().create_future()
         self.km: AsyncKernelManager | None = None
@@ -122,15 +121,15 @@ class Session:
         await self.kc.wait_for_ready(timeout=self.config.kernel_start_timeout)
         self._tasks = [asyncio.create_task(coro) for coro in
                        (self._read_iopub(), self._read_shell(), self._read_stdin(), self._worker())]
-        self.status = RUNNING
+        self.status = protocol.SESSION_RUNNING
 
     async def stop(self, remove_cwd: bool = True, grace: float = KERNEL_GRACE) -> None:
         """Stop the kernel: every run gets its final result first, then a shutdown request with
         ``grace`` seconds to act on it, then SIGKILL to its process group (its children too).
         Bounded whatever the cell does (sleeping, waiting for input, ignoring signals)."""
-        if self.status == TERMINATED:
+        if self.status == protocol.SESSION_TERMINATED:
             return
-        self.status = TERMINATED
+        self.status = protocol.SESSION_TERMINATED
         cell_running = self.active is not None and self._batch is None
         self._fail_runs(protocol.EXIT_SESSION_VANISHED, "the session was destroyed")
         if self._batch is not None:
@@ -196,20 +195,20 @@ class Session:
             await asyncio.wait_for(self.km.restart_kernel(now=True, cwd=self.cwd), self.config.kernel_start_timeout)
         except Exception as exc:  # noqa: BLE001
             log.warning("session %s: restart failed: %s", self.name, type(exc).__name__)
-            raise ApiError(500, "kernel-restart-failed", "Kernel restart failed.") from None
+            raise APIProblem(500, "kernel-restart-failed", "Kernel restart failed.") from None
         with contextlib.suppress(OSError, AttributeError, TypeError):
             self.pgid = os.getpgid(self.km.provisioner.pid)
         # (not kc.wait_for_ready: our shell reader owns the shell channel now)
         deadline = time.monotonic() + self.config.kernel_start_timeout
         while await self.shell_request("kernel_info", timeout=1.0) is None:
             if time.monotonic() > deadline or not await self.km.is_alive():
-                raise ApiError(500, "kernel-restart-failed", "Kernel restart failed.",
+                raise APIProblem(500, "kernel-restart-failed", "Kernel restart failed.",
                                "the kernel did not come back")
         # iopub is a SUB socket that reconnects in its own time: until it has, a cell's output
         # and idle status would be lost, so wait until it carries a message of ours
         while not await self._iopub_connected(timeout=0.5):
             if time.monotonic() > deadline:
-                raise ApiError(500, "kernel-restart-failed", "Kernel restart failed.",
+                raise APIProblem(500, "kernel-restart-failed", "Kernel restart failed.",
                                "the kernel's output channel did not come back")
 
     async def _iopub_connected(self, timeout: float) -> bool:
@@ -233,7 +232,7 @@ class Session:
         code = None
         with contextlib.suppress(Exception):
             code = self.km.provisioner.process.poll()
-        self.status = DEAD
+        self.status = protocol.SESSION_DEAD
         self._fail_runs(protocol.EXIT_SESSION_VANISHED, f"exit code {code}" if code is not None else "it exited")
         log.warning("session %s: kernel died (exit code %s)", self.name, code)
         self.manager.schedule_cleanup(self)
@@ -245,7 +244,7 @@ class Session:
 
     def is_running(self) -> bool:
         process = getattr(getattr(self.km, "provisioner", None), "process", None)
-        return self.status == RUNNING and process is not None and process.poll() is None
+        return self.status == protocol.SESSION_RUNNING and process is not None and process.poll() is None
 
     def adopt(self, owner: str, name: str, image: str, cwd: str, owns_cwd: bool) -> None:
         """A spare (warm.py) becomes this owner's session; its kernel is already running."""
@@ -321,7 +320,7 @@ class Session:
             run.finish(0 if run.reply_status == "ok" and not run.errored else 1)
 
     async def send_input(self, run: Run, text: str) -> None:
-        if run.state == WAITING_INPUT and run.mode != protocol.MODE_BATCH:
+        if run.state == RUN_WAITING_INPUT and run.mode != protocol.MODE_BATCH:
             run.resume()
             self.kc.input(text)
 
@@ -456,7 +455,8 @@ class SessionManager:
         """A session of ``owner`` by name or id; another owner's session is 'not found'."""
         for session in self.sessions.values():
             if session.owner == owner and ident in (session.name, session.id):
-                if session.status == RUNNING or (allow_dead and session.status == DEAD):
+                if session.status == protocol.SESSION_RUNNING or (
+                        allow_dead and session.status == protocol.SESSION_DEAD):
                     session.touch()
                     return session
         raise session_not_found(ident, family)
@@ -474,23 +474,23 @@ class SessionManager:
         check_name(name)
         exists_slug = "kernel-already-exists" if family == "/kernel" else "session-already-exists"
         existing = self._by_name(owner, name)
-        if existing is not None and existing.status in (DEAD, TERMINATED):
+        if existing is not None and existing.status in (protocol.SESSION_DEAD, protocol.SESSION_TERMINATED):
             await self.destroy(existing)
             existing = None
         if existing is not None:
             if not reuse or existing.image != image:
-                raise ApiError(400, exists_slug, "The session already exists.",
+                raise APIProblem(400, exists_slug, "The session already exists.",
                                f"session {name!r} exists" + ("" if reuse else " and reuseIfExists is false")
                                + ("" if existing.image == image else f" with another image ({existing.image!r})"))
             await asyncio.shield(existing.ready)  # a concurrent create of the same name
-            if existing.status != RUNNING:
+            if existing.status != protocol.SESSION_RUNNING:
                 raise session_not_found(name, family)
             existing.touch()
             return existing, False
         kernel_name, language = images.resolve(image, self.kernel_specs)
         mine = [s for s in self.sessions.values() if s.owner == owner]
         if len(mine) >= self.config.max_sessions_per_key or len(self.sessions) >= self.config.max_sessions:
-            raise ApiError(412, "quota-exceeded", "You have reached your resource limit.",
+            raise APIProblem(412, "quota-exceeded", "You have reached your resource limit.",
                            f"at most {min(self.config.max_sessions_per_key, self.config.max_sessions)} sessions")
         spare = self.warm.take(kernel_name, environ)
         if spare is not None:
@@ -502,10 +502,10 @@ class SessionManager:
                 log.warning("session %s: the spare kernel did not answer; starting a new one", name)
                 try:
                     await spare.restart()
-                except ApiError:
+                except APIProblem:
                     self.sessions.pop(spare.id, None)
                     await self.stop_unregistered(spare)
-                    raise ApiError(500, "kernel-creation-failed", "Kernel creation failed.",
+                    raise APIProblem(500, "kernel-creation-failed", "Kernel creation failed.",
                                    f"the {kernel_name!r} kernel did not start") from None
             log.info("session %s started (%s, a warm %s kernel)", name, spare.id, kernel_name)
             return spare, True
@@ -520,7 +520,7 @@ class SessionManager:
             await self.stop_unregistered(session)
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            raise ApiError(500, "kernel-creation-failed", "Kernel creation failed.",
+            raise APIProblem(500, "kernel-creation-failed", "Kernel creation failed.",
                            f"the {kernel_name!r} kernel did not start") from None
         session.ready.set_result(None)
         log.info("session %s started (%s, kernelspec %s)", name, session.id, kernel_name)
@@ -591,7 +591,7 @@ class SessionManager:
             await asyncio.sleep(period)
             now = time.monotonic()
             for session in list(self.sessions.values()):
-                if session.status != STARTING and now - session.last_used > self.config.idle_timeout:
+                if session.status != protocol.SESSION_PENDING and now - session.last_used > self.config.idle_timeout:
                     log.info("session %s idle for %.0f s: destroying", session.name, now - session.last_used)
                     with contextlib.suppress(Exception):
                         await self.destroy(session)

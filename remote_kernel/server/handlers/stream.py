@@ -19,10 +19,10 @@ import tornado.websocket
 
 from remote_kernel import jsonio, protocol
 from remote_kernel.server.base import BaseHandler
-from remote_kernel.server.errors import ApiError, bad_params
+from remote_kernel.server.errors import APIProblem, bad_params
 from remote_kernel.server.handlers.execute import code_of, new_run, options_of
 from remote_kernel.server.handlers.root import classic_options
-from remote_kernel.server.runs import QUEUED, Run
+from remote_kernel.server.runs import RUN_QUEUED, Run
 
 log = logging.getLogger("remote_kernel.server")
 
@@ -52,7 +52,7 @@ class StreamExecuteHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         # refused before the upgrade: the client still reads a problem+json answer
         connection = {part.strip().lower() for part in self.request.headers.get("Connection", "").split(",")}
         if self.request.headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in connection:
-            raise ApiError(400, "generic-bad-request", "Bad request.", "this endpoint needs a websocket upgrade")
+            raise APIProblem(400, "generic-bad-request", "Bad request.", "this endpoint needs a websocket upgrade")
         self.session(ident)
         await super().get(family, ident)
 
@@ -75,7 +75,7 @@ class StreamExecuteHandler(BaseHandler, tornado.websocket.WebSocketHandler):
                 mode, code, options = self._parse(await self._inbox.get())
                 session = self.session(ident)  # destroyed since the upgrade?
                 run = new_run(self, mode, None, code, options)
-            except ApiError as exc:
+            except APIProblem as exc:
                 detail = f"Invalid API parameters: {exc.msg}" if exc.slug == "invalid-api-params" \
                     else f"{exc.title} ({exc.msg})"
                 await self._send({"status": "error", "msg": detail})
@@ -147,7 +147,7 @@ class StreamExecuteHandler(BaseHandler, tornado.websocket.WebSocketHandler):
     async def _abandon(self, session, run: Run) -> None:
         """The client left before the end: a queued run never starts, a running one is
         interrupted (real managers call interrupt_session)."""
-        if run.state == QUEUED:
+        if run.state == RUN_QUEUED:
             run.finish(protocol.EXIT_SESSION_VANISHED)  # the session's worker skips finished runs
         elif session.active is run:
             with contextlib.suppress(Exception):
