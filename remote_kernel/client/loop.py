@@ -127,6 +127,13 @@ class RunState:
         self.waiting_input = False
         self._next = self._follow_up(protocol.MODE_INPUT, text)
 
+    def stop_waiting_for_input(self) -> None:
+        """No answer will come (the run was asked to stop): fetch the run's end with ``continue``."""
+        if self.finished:
+            raise RuntimeError("the run is over; there is nothing more to request")
+        self.waiting_input = False
+        self._next = self._follow_up(protocol.MODE_CONTINUE, "")
+
     def _follow_up(self, mode: str, code: str) -> dict:
         options = {"cursor": self.cursor} if self.resumable else {}
         return {"mode": mode, "code": code, "runId": self.run_id, "options": options}
