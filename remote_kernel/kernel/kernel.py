@@ -1,17 +1,22 @@
 """``RemoteKernel``: an ipykernel ``Kernel`` that runs every cell on a remote session.
 
-Threads (see /work/shared/reference/JUPYTER.md):
+The kernel is ``do_*`` hooks over ipykernel's plumbing and a driver: what a cell does with the
+remote's results, input, interrupts and failures is decided by its :class:`~remote_kernel.kernel.cell.Cell`
+(pure); the kernel carries out the actions it returns (publish, send, ask for input, interrupt,
+wait, give up) and feeds it what they bring.
+
+Threads (docs/JUPYTER.md):
 * the main thread's asyncio loop serves shell requests, one at a time; ``do_execute`` runs the
-  blocking execute loop right there.  (A worker thread the main thread waits for cost two
-  thread wake-ups, ~0.5 ms of every cell on a busy machine, and bought nothing: the next shell
-  request waits for this one's reply either way.)
-* the control thread serves ``interrupt_request``/``shutdown_request`` while a cell runs;
+  blocking execute loop right there (a worker thread would cost two thread wake-ups per cell
+  and buy nothing: the next shell request waits for this one's reply either way);
+* the control thread serves ``interrupt_request``/``shutdown_request`` while a cell runs, and
+  carries out the cell's answer to them at once (none blocks);
 * interrupts never raise in the main thread: our SIGINT handler asks the remote to stop (a
   ``KeyboardInterrupt`` inside ipykernel's ``await`` kills the kernel).  Only when the user
   gives up on a remote that does not stop (a second interrupt after the grace time, or a
-  shutdown) is the main thread signalled to raise ``_Abandoned`` *inside the cell's loop*: that
-  breaks whatever it waits on (an HTTP answer that never comes, the session's creation, input)
-  and the cell ends with a clear error while the kernel lives on.
+  shutdown) is the main thread signalled to raise ``_Abandoned`` inside the cell: that breaks
+  whatever it waits on (an HTTP answer that never comes, the session's creation, input) and the
+  cell ends with a clear error while the kernel lives on;
 * completion and inspection run their HTTP calls on a small thread pool with a short timeout
   (``_quick``), so a slow remote gives an empty answer rather than a stuck UI.
 """
@@ -27,6 +32,7 @@ import sys
 import threading
 import time
 import warnings
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,11 +44,17 @@ from traitlets import Any as AnyTrait
 from traitlets import Bool, CaselessStrEnum, Dict, Float, List, Unicode
 
 from remote_kernel import __version__, protocol
-from remote_kernel.client import InputWanted, Record, RunState, errors
+from remote_kernel.client import errors
+from remote_kernel.ipykernel_private import shell_request_ident
 from remote_kernel.kernel import directives as directives_mod
-from remote_kernel.kernel.language import language_info as derive_language_info
-from remote_kernel.kernel.outputs import OutputContext, StreamBuffer, make_error, translate
+from remote_kernel.kernel.cell import (
+    Abandon, AskInput, CancelInput, Cell, EndStream, Finish, ForgetSession, InterruptRemote, Publish,
+    RestartRun, Send, UseRest, WaitUntil,
+)
+from remote_kernel.kernel.conduit import WEBSOCKET, Conduit, execute_loop
 from remote_kernel.kernel.embedded import EmbeddedServer
+from remote_kernel.kernel.language import language_info as derive_language_info
+from remote_kernel.kernel.outputs import OutputContext, make_error
 from remote_kernel.kernel.session import RemoteSession, load_config
 
 log = logging.getLogger("remote_kernel.kernel")
@@ -56,25 +68,18 @@ class _Abandoned(BaseException):
     that no library's ``except Exception`` swallows it."""
 
 
-class _InputCancelled(Exception):
-    """An interrupt arrived while the frontend was asked for input."""
-
-
 @dataclass
-class CellRun:
-    """Everything the main thread and the control thread share about the running cell."""
+class _Running:
+    """The driver's side of the running cell, shared by the main thread and the control thread."""
 
+    cell: Cell
     parent: dict
     ident: Any
-    silent: bool
-    allow_stdin: bool
-    execution_count: int
-    interrupted_at: float | None = None
-    abandoned: bool = False
+    conduit: Conduit | None = None
+    breakable: bool = False  # the main thread is inside the cell: _Abandoned may be raised
     input_cancel: threading.Event = field(default_factory=threading.Event)
-    breakable: bool = False  # the main thread is inside the cell's loop: _Abandoned may be raised
+    wake: threading.Event = field(default_factory=threading.Event)  # ends a WaitUntil early
     outputs_sent: int = 0
-    remote_answered: bool = False  # the remote accepted this cell's first request
 
 
 class RemoteKernel(Kernel):
@@ -112,7 +117,7 @@ class RemoteKernel(Kernel):
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self._on_sigint)
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="remote-kernel")
-        self._run: CellRun | None = None
+        self._running: _Running | None = None
         self._outputs = OutputContext()
         self._outputs_generation = 0
         self._streaming_refused = False  # the server answered the websocket upgrade with "no such endpoint"
@@ -195,293 +200,168 @@ class RemoteKernel(Kernel):
         pass
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
-        run = self._run
-        if run is not None and run.abandoned and run.breakable:
-            raise _Abandoned()  # see _abandon; only ever inside the cell's loop
+        running = self._running
+        if running is not None and running.cell.abandoned and running.breakable:
+            raise _Abandoned()  # see _carry_out_now; only ever inside the cell's actions
         self._interrupt("SIGINT")
 
-    # -- execute -----------------------------------------------------------------------------
+    # -- execute: carry out what the cell (cell.py) decides ----------------------------------------
 
     async def do_execute(self, code, silent, store_history=True, user_expressions=None,
                          allow_stdin=False, *, cell_meta=None, cell_id=None):
         self._allow_stdin = bool(allow_stdin)
+        cell = Cell(execution_count=self.execution_count, allow_stdin=bool(allow_stdin), silent=bool(silent),
+                    interrupt_grace=self.interrupt_grace)
         if not code.strip():
-            return self._ok()  # empty cells never reach the remote
-        run = CellRun(
-            parent=self.get_parent("shell"),
-            ident=self._get_shell_context_var(self._shell_parent_ident),
-            silent=bool(silent), allow_stdin=bool(allow_stdin), execution_count=self.execution_count,
-        )
-        self._run = run
+            return self._carry_out(None, cell.ok())  # empty cells never reach the remote
+        running = _Running(cell, parent=self.get_parent("shell"), ident=shell_request_ident(self))
+        self._running = running
         try:
-            return self._execute_cell(run, code)
+            return self._execute_cell(running, code)
         except BaseException as exc:  # noqa: BLE001 - an escaping exception means no execute_reply
             log.exception("cell failed inside the kernel")
-            return self._fail(run, make_error(type(exc).__name__, f"internal error of remote_kernel: {exc}"))
+            return self._carry_out(running, cell.fail(
+                make_error(type(exc).__name__, f"internal error of remote_kernel: {exc}")))
         finally:
-            self._run = None
+            self._running = None
             self._allow_stdin = False
-            self._wait_iopub_sent(run)
+            if running.conduit is not None:
+                running.conduit.close()  # before the run ended (an abandon, an error): the server interrupts it
+            self._wait_iopub_sent(running)
 
-    def _wait_iopub_sent(self, run: CellRun) -> None:
+    def _wait_iopub_sent(self, running: _Running) -> None:
         """Let the cell's outputs, queued on the IOPub thread, reach the wire before the reply
         (a stock kernel gets that from flushing sys.stdout, which ours skips when it is empty)."""
-        if run.outputs_sent and self.iopub_thread is not None:
+        if running.outputs_sent and self.iopub_thread is not None:
             sent = threading.Event()
             self.iopub_thread.schedule(sent.set)
             sent.wait(2.0)
 
-    def _ok(self) -> dict:
-        return {"status": "ok", "execution_count": self.execution_count, "payload": [], "user_expressions": {}}
-
-    def _fail(self, run: CellRun, error: dict, *, already_shown: bool = False) -> dict:
-        """Report an error twice (iopub ``error`` + the reply) as headless runners need."""
-        if not already_shown:
-            self._send(run, "error", error, force=True)
-        return {"status": "error", "execution_count": self.execution_count, **error}
-
-    def _send(self, run: CellRun, msg_type: str, content: dict, *, force: bool = False) -> None:
-        if run.silent or (run.abandoned and not force):
-            return
-        self.session.send(self.iopub_socket, msg_type, content, parent=run.parent,
-                          ident=self._topic(msg_type))
-        run.outputs_sent += 1
-
-    def _stream(self, run: CellRun, name: str, text: str) -> None:
-        self._send(run, "stream", {"name": name, "text": text})
-
-    def _execute_cell(self, run: CellRun, code: str) -> dict:
+    def _execute_cell(self, running: _Running, code: str) -> dict:
+        cell = running.cell
         try:
-            run.breakable = True
+            running.breakable = True
             try:
-                if run.abandoned:  # given up before the signal could reach the loop
+                if cell.abandoned:  # given up before the signal could reach the cell
                     raise _Abandoned()
-                return self._run_cell(run, code)
+                return self._run_cell(running, code)
             finally:
-                run.breakable = False
+                running.breakable = False
         except _Abandoned:
-            return self._fail(run, make_error(
-                "KeyboardInterrupt",
-                f"stopped waiting for the remote run: it did not stop within {self.interrupt_grace:g} s of the "
-                f"interrupt (it may still be running on {self.remote.endpoint}; the next cell waits behind it)"))
+            return self._carry_out(running, cell.on_abandoned())
 
-    def _run_cell(self, run: CellRun, code: str) -> dict:
+    def _run_cell(self, running: _Running, code: str) -> dict:
+        cell = running.cell
         try:
             parsed = directives_mod.parse_cell(code)
             for directive in parsed.directives:
-                if directive.command == "batch":
-                    outcome = self._run_batch(run, directive)
-                else:
-                    client = None
-                    if directive.command != "help":  # help is answered without the remote
-                        self._ensure_session(run)
-                        client = self.remote.client()
-                    info = self.remote.info()
-                    if client is not None:
-                        info["execute loop"] = self._execute_loop(client)
-                    directives_mod.run_directive(
-                        directive, client, self.remote.name, info,
-                        lambda text: self._stream(run, "stdout", text))
-                    outcome = None
-                if outcome is not None:
-                    return outcome
+                if directive.command == "batch":  # always the whole cell
+                    return self._run_batch(running, directive)
+                client = None
+                if directive.command != "help":  # help is answered without the remote
+                    self._ensure_session(running)
+                    client = self.remote.client()
+                info = self.remote.info()
+                if client is not None:
+                    info["execute loop"] = self._execute_loop(client)
+                directives_mod.run_directive(
+                    directive, client, self.remote.name, info,
+                    lambda text: self._carry_out(running, cell.publish("stream", {"name": "stdout", "text": text})))
             if parsed.code.strip():
-                return self._run_query(run, parsed.code)
-            return self._ok()
+                return self._run_remote(running, protocol.MODE_QUERY, parsed.code)
+            return self._carry_out(running, cell.ok())
         except directives_mod.DirectiveError as exc:
-            return self._fail(run, make_error("DirectiveError", str(exc)))
-        except errors.SessionNotFound as exc:
-            self.remote.mark_lost("the remote session vanished")
-            return self._fail(run, self._api_error(exc))
+            return self._carry_out(running, cell.fail(make_error("DirectiveError", str(exc))))
         except (errors.APIError, errors.ConfigError) as exc:
-            return self._fail(run, self._api_error(exc))
+            return self._carry_out(running, cell.on_error(exc))
         except OSError as exc:  # a local file of a directive
-            return self._fail(run, make_error(type(exc).__name__, str(exc)))
+            return self._carry_out(running, cell.fail(make_error(type(exc).__name__, str(exc))))
 
-    def _api_error(self, exc: Exception) -> dict:
-        # APIError messages name the endpoint, the call, the cause and a hint; never a secret.
-        text = str(exc)
-        if isinstance(exc, errors.ConfigError) and not isinstance(exc, errors.APIError):
-            text = f"remote_kernel configuration: {text}"
-        return make_error(type(exc).__name__, text)
-
-    def _ensure_session(self, run: CellRun) -> None:
+    def _ensure_session(self, running: _Running) -> None:
         if self._config_error is not None:
             raise self._config_error
         self.remote.ensure()
         note = (self.remote.take_start_note() or "") + (self.remote.take_lost_note() or "")
         if note:
-            self._stream(run, "stderr", note)
+            self._carry_out(running, running.cell.publish("stream", {"name": "stderr", "text": note}))
         if self.remote.generation != self._outputs_generation:
             self._outputs.new_session()
             self._outputs_generation = self.remote.generation
 
-    def _run_query(self, run: CellRun, code: str) -> dict:
-        self._ensure_session(run)
-        if run.interrupted_at is not None:  # interrupted while the session was being created
-            return self._fail(run, make_error("KeyboardInterrupt", "interrupted before the cell reached the remote"))
-        lossless = protocol.EXT_JUPYTER_OUTPUTS in self.remote.extensions
-        options = {"outputs": "jupyter", "allowStdin": run.allow_stdin} if lossless else {}
-        try:
-            return self._loop(run, protocol.MODE_QUERY, code, options)
-        except errors.SessionNotFound:
-            if run.remote_answered:
-                raise  # it vanished mid-run: the code may have run partly, never run it twice
-            # The session vanished between cells: start a new one and run the cell there.
-            self.remote.mark_lost("the remote session was gone")
-            self._ensure_session(run)
-            return self._loop(run, protocol.MODE_QUERY, code, options)
-
-    def _run_batch(self, run: CellRun, directive: directives_mod.Directive) -> dict:
-        self._ensure_session(run)
+    def _run_batch(self, running: _Running, directive: directives_mod.Directive) -> dict:
+        self._ensure_session(running)
         filename = directive.options.get("file")
         if filename:
             self.remote.client().upload(self.remote.name, [(filename, directive.body.encode())])
-        return self._loop(run, protocol.MODE_BATCH, "", directive.options["batch"], batch=True)
+        return self._run_remote(running, protocol.MODE_BATCH, "", directive.options["batch"])
 
-    def _loop(self, run: CellRun, mode: str, code: str, options: dict, batch: bool = False) -> dict:
-        """The execute loop of PROTOCOL.md A4; returns the execute_reply content."""
+    def _run_remote(self, running: _Running, mode: str, code: str, options: dict | None = None) -> dict:
+        """Run code (or a batch) in the remote session through the execute loop."""
+        self._ensure_session(running)
+        if options is None:  # a query: with our extensions, lossless outputs and the frontend's stdin
+            lossless = protocol.EXT_JUPYTER_OUTPUTS in self.remote.extensions
+            options = {"outputs": "jupyter", "allowStdin": running.cell.allow_stdin} if lossless else {}
+        return self._carry_out(running, running.cell.begin_run(mode, code, options, **self._open_conduit(running)))
+
+    def _open_conduit(self, running: _Running) -> dict:
+        """A transport for the run in the current session; the cell's ``begin_run`` arguments."""
+        if running.conduit is not None:
+            running.conduit.close()
         client = self.remote.client()
-        name = self.remote.name
-        streamed = self._stream_run(client, name)
-        state = RunState(mode=mode, code=code, options=options,
-                         resumable=streamed is None and protocol.EXT_RESUMABLE_RUNS in self.remote.extensions)
-        self._outputs.new_cell(run.execution_count)
-        buffer = StreamBuffer()
-        error: dict | None = None
-        records = 0
-        stdin_refused = False
-        stop_asked_at: float | None = None  # when we asked the remote to stop waiting for input
-        last_interrupt = 0.0
-        input_stuck = False
-        stream_ended = False
-        try:
-            while not state.finished:
-                if run.abandoned:
-                    raise _Abandoned()
-                body = state.request()
-                result = None
-                if streamed is not None:
-                    try:
-                        result = streamed.exchange(body)
-                    except errors.StreamUnavailable as refusal:  # before the code was sent: REST takes it
-                        self._streaming_refused = refusal.lasting  # no endpoint: REST from now on
-                        streamed = None
-                if result is None:
-                    result = client.execute(name, body["mode"], body["code"], body["runId"], body["options"],
-                                            idempotent=state.idempotent)
-                run.remote_answered = True
-                if run.abandoned:
-                    raise _Abandoned()
-                for event in state.handle(result):
-                    if isinstance(event, Record):
-                        records += 1
-                        messages = translate(event.kind, event.data, self._outputs)
-                        for msg_type, content in buffer.push(messages):
-                            if msg_type == "error":
-                                error = content
-                            self._send(run, msg_type, content)
-                    elif isinstance(event, InputWanted):
-                        for msg_type, content in buffer.flush():
-                            self._send(run, msg_type, content)
-                        if stop_asked_at is None:
-                            answer = None
-                            if run.allow_stdin and run.interrupted_at is None:
-                                try:
-                                    answer = self._ask_input(run, event.prompt, event.password)
-                                except _InputCancelled:
-                                    answer = None
-                            if answer is not None:
-                                state.reply(answer)
-                                continue
-                            # No way to answer (stdin not allowed, or interrupted): stop the remote
-                            # run and fetch its end.  Never feed it a made-up answer.
-                            stdin_refused = not run.allow_stdin
-                            stop_asked_at = time.monotonic()
-                            self._remote_interrupt()
-                            last_interrupt = time.monotonic()
-                            if streamed is not None:
-                                # a streamed run waiting for input reads nothing but the answer:
-                                # end the connection, which makes the server interrupt it too
-                                streamed.close()
-                                stream_ended = True
-                                break
-                        elif time.monotonic() - stop_asked_at > self.interrupt_grace:
-                            input_stuck = True  # the remote ignores the interrupt: give up waiting
-                            break
-                        elif time.monotonic() - last_interrupt >= 1.0:
-                            self._remote_interrupt()
-                            last_interrupt = time.monotonic()
-                        else:
-                            time.sleep(0.2)  # a waiting run answers at once: do not spin
-                        _poll_instead_of_input(state)
-                for msg_type, content in buffer.flush():
-                    self._send(run, msg_type, content)
-                if input_stuck or stream_ended:
-                    break
-        finally:
-            if streamed is not None:
-                streamed.close()  # before the run ended (an abandon, an error): the server interrupts it
-        return self._outcome(run, state, error, records, stdin_refused, batch, input_stuck)
+        running.conduit = Conduit(client, self.remote.name, streaming=self._execute_loop(client) == WEBSOCKET)
+        return {"outputs": self._outputs, "streaming": running.conduit.streaming,
+                "resumable": protocol.EXT_RESUMABLE_RUNS in self.remote.extensions,
+                "endpoint": self.remote.endpoint}
 
-    def _stream_run(self, client, name: str):
-        """A websocket run (client/stream.py) when this cell's results should stream, else None."""
-        if self._execute_loop(client) != "websocket":
-            return None
-        from remote_kernel.client import stream  # websocket-client: imported by the cells that use it
-
-        return stream.StreamRun(client, name)
+    def _carry_out(self, running: _Running | None, actions: list) -> dict | None:
+        """Carry out the cell's actions on the main thread, feeding it what each one brings,
+        until it finishes (→ the execute_reply content; ``None`` if the actions do not end it)."""
+        pending = deque(actions)
+        while pending:
+            action = pending.popleft()
+            cell = running.cell if running is not None else None
+            if isinstance(action, Finish):
+                return action.reply
+            if isinstance(action, Publish):
+                self.session.send(self.iopub_socket, action.msg_type, action.content, parent=running.parent,
+                                  ident=self._topic(action.msg_type))
+                running.outputs_sent += 1
+            elif isinstance(action, Send):
+                try:
+                    result = running.conduit.send(action.body, action.idempotent)
+                except (errors.APIError, errors.StreamUnavailable) as exc:
+                    pending.extend(cell.on_error(exc))
+                else:
+                    pending.extend(cell.on_result(result, time.monotonic()))
+            elif isinstance(action, AskInput):
+                answer = self._ask_input(running, action.prompt, action.password)
+                pending.extend(cell.on_input(answer, time.monotonic()))
+            elif isinstance(action, InterruptRemote):
+                self._remote_interrupt()
+            elif isinstance(action, EndStream):
+                running.conduit.close()
+            elif isinstance(action, UseRest):
+                self._streaming_refused = action.lasting  # no endpoint: REST from now on
+                running.conduit.use_rest()
+            elif isinstance(action, WaitUntil):
+                running.wake.wait(max(0.0, action.deadline - time.monotonic()))
+                pending.extend(cell.on_tick(time.monotonic()))
+            elif isinstance(action, ForgetSession):
+                self.remote.mark_lost(action.reason)
+            elif isinstance(action, RestartRun):
+                self._ensure_session(running)
+                pending.extend(cell.restart_run(**self._open_conduit(running)))
+            else:  # CancelInput, Abandon: another thread's actions (_carry_out_now)
+                self._carry_out_now(running, [action])
+        return None
 
     def _execute_loop(self, client) -> str:
         """Which execute loop the next cell uses, and why (shown by ``%remote info``)."""
-        if self.streaming == "rest":
-            return "REST (RemoteKernel.streaming = rest)"
-        if self._streaming_refused:
-            return "REST (the server refused the websocket endpoint)"
-        if self.streaming == "auto" and protocol.EXT_JUPYTER_OUTPUTS in self.remote.extensions:
-            return "REST (lossless and resumable with this server's extensions)"
-        from remote_kernel.client.stream import streaming_supported
+        return execute_loop(self.streaming, self._streaming_refused, self.remote.extensions, client.api_version)
 
-        if not streaming_supported(client.api_version):
-            return f"REST (API {client.api_version} predates the websocket endpoint)"
-        return "websocket"
-
-    def _outcome(self, run: CellRun, state: RunState, error: dict | None, records: int,
-                 stdin_refused: bool, batch: bool, input_stuck: bool = False) -> dict:
-        if error is not None:  # the extension's structured error, already shown
-            return self._fail(run, error, already_shown=True)
-        stuck = (f"; the remote ({self.remote.endpoint}) did not stop within {self.interrupt_grace:g} s "
-                 "and may still be waiting for input") if input_stuck else "; the remote run was interrupted"
-        if stdin_refused:
-            return self._fail(run, make_error(
-                "StdinNotImplementedError",
-                "the remote code asked for input, but this frontend does not support input requests "
-                f"(e.g. nbconvert/papermill){stuck}"))
-        if input_stuck:
-            return self._fail(run, make_error("KeyboardInterrupt", f"interrupted while the remote waited for input{stuck}"))
-        if state.status == protocol.STATUS_EXEC_TIMEOUT:
-            self.remote.mark_lost("the remote killed the previous run for exceeding its time limit")
-            return self._fail(run, make_error(
-                "RemoteTimeout", f"the remote ({self.remote.endpoint}) killed the run: it exceeded the "
-                "server's execution time limit; split the work or ask for a longer limit"))
-        exit_code = state.exit_code
-        if exit_code == protocol.EXIT_SESSION_VANISHED and records == 0 and run.interrupted_at is None:
-            self.remote.mark_lost("the remote session vanished during the previous run")
-            return self._fail(run, make_error(
-                "RemoteSessionLost", f"the remote session vanished during the run (exit code 130 from "
-                f"{self.remote.endpoint}); run the cell again in a new session"))
-        if run.interrupted_at is not None:
-            return self._fail(run, make_error("KeyboardInterrupt", "the remote run was interrupted"))
-        if exit_code not in (None, 0):
-            what = "batch run" if batch else "remote run"
-            hint = " (the build failed)" if batch and exit_code == protocol.EXIT_BUILD_FAILED else ""
-            return self._fail(run, make_error(
-                "RemoteError", f"the {what} exited with code {exit_code}{hint}; its output is shown above"))
-        return self._ok()
-
-    def _ask_input(self, run: CellRun, prompt: str, password: bool) -> str:
+    def _ask_input(self, running: _Running, prompt: str, password: bool) -> str | None:
         """``input_request`` on stdin with the parent captured on the main thread; unlike
-        ``Kernel.raw_input`` the wait can be cancelled by an interrupt from the control thread."""
+        ``Kernel.raw_input`` the wait ends (→ ``None``) when an interrupt cancels it."""
         while True:  # drop stale replies
             try:
                 self.stdin_socket.recv_multipart(zmq.NOBLOCK)
@@ -490,10 +370,10 @@ class RemoteKernel(Kernel):
                     break
                 raise
         self.session.send(self.stdin_socket, "input_request", {"prompt": prompt, "password": bool(password)},
-                          run.parent, ident=run.ident)
+                          running.parent, ident=running.ident)
         while True:
-            if run.input_cancel.is_set() or run.abandoned:
-                raise _InputCancelled()
+            if running.input_cancel.is_set() or running.cell.abandoned:
+                return None
             rlist, _, xlist = zmq.select([self.stdin_socket], [], [self.stdin_socket], 0.05)
             if rlist or xlist:
                 ident, reply = self.session.recv(self.stdin_socket)
@@ -505,36 +385,33 @@ class RemoteKernel(Kernel):
             value = ""
         return str(value)
 
-    # -- interrupt -----------------------------------------------------------------------------
+    # -- interrupt (the control thread, or SIGINT on the main thread) ----------------------------
 
     async def interrupt_request(self, stream, ident, parent):
         self._interrupt("interrupt_request")
         self.session.send(stream, "interrupt_reply", {"status": "ok"}, parent, ident=ident)
 
     def _interrupt(self, source: str) -> None:
-        """First interrupt: ask the remote; a later one after the grace time: stop waiting."""
-        run = self._run
-        log.debug("interrupt (%s) while %s", source, "a cell runs" if run else "idle")
-        if run is None:
-            return
-        now = time.monotonic()
-        if run.interrupted_at is None:
-            run.interrupted_at = now
-            run.input_cancel.set()
-            threading.Thread(target=self._remote_interrupt, name="remote-interrupt", daemon=True).start()
-        elif now - run.interrupted_at >= self.interrupt_grace:
-            self._abandon(run)
-        else:
-            threading.Thread(target=self._remote_interrupt, name="remote-interrupt", daemon=True).start()
+        running = self._running
+        log.debug("interrupt (%s) while %s", source, "a cell runs" if running else "idle")
+        if running is not None:
+            self._carry_out_now(running, running.cell.on_interrupt(time.monotonic()))
 
-    def _abandon(self, run: CellRun) -> None:
-        """Stop waiting for the remote: signal the main thread, whose SIGINT handler raises
-        ``_Abandoned`` in the cell's loop, whatever it blocks on (a signal to the main thread
-        interrupts its system call; Python then runs the handler there)."""
-        run.abandoned = True
-        run.input_cancel.set()
-        if run.breakable and hasattr(signal, "pthread_kill"):
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+    def _carry_out_now(self, running: _Running, actions: list) -> None:
+        """The actions of an interrupt or a shutdown, on the thread that got it; none blocks."""
+        for action in actions:
+            if isinstance(action, CancelInput):
+                running.input_cancel.set()
+                running.wake.set()
+            elif isinstance(action, InterruptRemote):
+                threading.Thread(target=self._remote_interrupt, name="remote-interrupt", daemon=True).start()
+            elif isinstance(action, Abandon):
+                # Stop waiting for the remote: signal the main thread, whose SIGINT handler raises
+                # ``_Abandoned`` wherever the cell blocks (a signal interrupts its system call;
+                # Python then runs the handler there).
+                running.wake.set()
+                if running.breakable and hasattr(signal, "pthread_kill"):
+                    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     def _remote_interrupt(self) -> None:
         try:
@@ -545,9 +422,9 @@ class RemoteKernel(Kernel):
     # -- shutdown ------------------------------------------------------------------------------
 
     async def do_shutdown(self, restart):
-        run = self._run
-        if run is not None:
-            self._abandon(run)
+        running = self._running
+        if running is not None:
+            self._carry_out_now(running, running.cell.on_shutdown())
         # Destroying the remote session waits for its kernel to exit (~0.2 s); this process's
         # own teardown runs meanwhile.  The thread is not a daemon: Python waits for it before
         # the process ends, so the session is gone (or destroy_timeout passed) by then.
@@ -630,12 +507,6 @@ class RemoteKernel(Kernel):
 
     async def do_history(self, *args, **kwargs):
         return {"status": "ok", "history": []}
-
-
-def _poll_instead_of_input(state: RunState) -> None:
-    """After interrupting a run that waits for input, fetch its end with ``continue``."""
-    state.waiting_input = False
-    state._next = state._follow_up(protocol.MODE_CONTINUE, "")
 
 
 _TOKEN_RE = re.compile(r"[\w.]*$")
