@@ -22,16 +22,33 @@ def build_parser() -> argparse.ArgumentParser:
         prog="remote-kernel",
         description="Run Jupyter cells on a Backend.AI-compatible remote, or serve one locally.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_SubcommandParser)
     for name, module_name in SUBCOMMANDS.items():
         try:
             module = importlib.import_module(module_name)
-        except ImportError:
-            continue  # not built yet
-        register = getattr(module, "register_" + name, None)
-        if register is not None:
-            register(sub)
+        except ImportError as exc:
+            # A broken dependency (e.g. tornado for ``serve``) is an error of that subcommand,
+            # said when it is used; never a subcommand that silently is not there.
+            _register_unavailable(sub, name, module_name, exc)
+            continue
+        getattr(module, "register_" + name)(sub)
     return parser
+
+
+class _SubcommandParser(argparse.ArgumentParser):
+    unavailable: str | None = None  # why this subcommand's module cannot be imported
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self.unavailable:  # any use, --help included, is that error
+            self.exit(1, self.unavailable)
+        return super().parse_known_args(args, namespace)
+
+
+def _register_unavailable(sub, name: str, module_name: str, exc: ImportError) -> None:
+    reason = f"{type(exc).__name__}: {exc}"
+    parser = sub.add_parser(name, help=f"unavailable ({reason})", add_help=False)
+    parser.unavailable = (f"remote-kernel {name}: cannot import {module_name}: {reason}\n"
+                          "(a dependency is missing or broken: reinstall remote_kernel)\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -154,3 +154,25 @@ def test_output_bound_with_truncation_notice(tmp_path):
         assert client.execute("flood", "query", "print('ok')")["console"] == [["stdout", "ok\n"]]
     finally:
         assert srv.stop() == 0
+
+
+def test_a_broken_dependency_is_an_error_naming_it_not_a_missing_subcommand(tmp_path):
+    """``serve`` needs tornado: when it cannot be imported, using ``serve`` (even ``--help``) is
+    an error that names it, and the command list shows why ``serve`` is unavailable."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "tornado.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'tornado'\", name='tornado')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")])))
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "remote_kernel", *args], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    for args in (["serve", "--help"], ["serve", "--port", "0"]):
+        proc = cli(*args)
+        assert proc.returncode != 0, (args, proc.stdout, proc.stderr)
+        assert "tornado" in proc.stderr and "remote_kernel.server.app" in proc.stderr, proc.stderr
+        assert "invalid choice" not in proc.stderr
+    listing = cli("--help")
+    assert listing.returncode == 0 and "serve" in listing.stdout and "tornado" in listing.stdout
