@@ -1,4 +1,4 @@
-"""Constants of the Backend.AI API (PROTOCOL.md Part A) and of our extension (Part B).
+"""Constants of the Backend.AI API and of our extensions to it (docs/PROTOCOL.md).
 
 Shared by the client, the bridge kernel and the embedded server so that both ends agree.
 """
@@ -30,7 +30,8 @@ OLDEST_SUPPORTED_API_VERSION = "v4.20181215"
 
 
 def path_family(version: str) -> str:
-    """``/kernel`` for v4 and older, ``/session`` for v5 and newer (PROTOCOL.md A1)."""
+    """``/kernel`` for v4 and older, ``/session`` for v5 and newer
+    (docs/PROTOCOL.md#versions-and-discovery)."""
     major, _ = parse_version(version)
     return "/kernel" if major <= 4 else "/session"
 
@@ -66,11 +67,11 @@ MODE_COMPLETE = "complete"
 EXIT_SESSION_VANISHED = 130
 EXIT_BUILD_FAILED = 127
 
-# Problem slugs (PROTOCOL.md A5); the full type is PROBLEM_BASE + slug.
+# Problem slugs (docs/PROTOCOL.md#errors); the full type is PROBLEM_BASE + slug.
 PROBLEM_BASE = "https://api.backend.ai/probs/"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
-# Part B extension names, advertised in GET / "extensions".
+# Our extensions' names, advertised in GET / "extensions" (docs/PROTOCOL.md#our-extensions).
 EXT_JUPYTER_OUTPUTS = "jupyter-outputs"
 EXT_RESUMABLE_RUNS = "resumable-runs"
 
@@ -78,12 +79,12 @@ EXT_RESUMABLE_RUNS = "resumable-runs"
 MIME_SORNA_DRAWING = "application/x-sorna-drawing"
 MIME_DRAWING_JSON = "application/vnd.remote-kernel.drawing+json"
 
-# Upload/download limits of real servers (PROTOCOL.md A3).
+# Upload/download limits of real servers (docs/PROTOCOL.md#sessions).
 MAX_UPLOAD_FILES = 20
 MAX_UPLOAD_FILE_SIZE = 1024 * 1024  # a file must be smaller than this
 MAX_DOWNLOAD_FILES = 5
 
-# Session names (PROTOCOL.md A3): 4-64 chars, ^\w[\w.-]*\w$
+# Session names (docs/PROTOCOL.md#sessions): 4-64 chars, ^\w[\w.-]*\w$
 SESSION_NAME_PATTERN = r"^\w[\w.-]*\w$"
 SESSION_NAME_MIN = 4
 SESSION_NAME_MAX = 64

@@ -2,7 +2,7 @@
 
 Both the client (``remote_kernel.client.auth``) and the embedded server
 (``remote_kernel.server``) call these functions, so a request we sign is
-exactly a request we verify.  See PROTOCOL.md A2.
+exactly a request we verify.  See docs/PROTOCOL.md#signing-requests.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def string_to_sign(
     version: str,
     body: bytes = b"",
 ) -> str:
-    """The exact text that gets signed (PROTOCOL.md A2)."""
+    """The exact text that gets signed (docs/PROTOCOL.md#signing-requests)."""
     try:
         hashed_body = parse_version(version) < BODYLESS_SIGNING_SINCE
     except ValueError:

@@ -1,4 +1,4 @@
-"""Synchronous client of the Backend.AI API (PROTOCOL.md Part A, plus our Part B extensions)."""
+"""Synchronous client of the Backend.AI API (docs/PROTOCOL.md), plus our extensions."""
 
 from remote_kernel.client import errors
 from remote_kernel.client.api import Client, SessionRef

@@ -1,4 +1,4 @@
-"""``Client``: version negotiation and every call of the remote API (PROTOCOL.md A1-A4).
+"""``Client``: version negotiation and every call of the remote API (docs/PROTOCOL.md).
 
 Only request/response shaping lives here; HTTP, fail-over and retries are the transport's and
 the execute loop's logic is :mod:`remote_kernel.client.loop`'s.
@@ -88,7 +88,7 @@ def untar_single(archive: bytes) -> bytes:
 
 
 class Client:
-    """A synchronous client of one Backend.AI-compatible API (see DESIGN.md, "Client interface")."""
+    """A synchronous client of one Backend.AI-compatible API (docs/DESIGN.md#client-interface)."""
 
     def __init__(self, config: APIConfig | None = None, transport: Transport | None = None):
         self.config = config if config is not None else APIConfig.from_env()
@@ -316,11 +316,11 @@ class Client:
         return self._forward(name, "/complete", {"code": code, "options": options or {}})
 
     def inspect(self, name: str, code: str, cursor_pos: int, detail_level: int = 0) -> dict:
-        """Part B (jupyter-outputs): the inner kernel's ``inspect_reply`` content."""
+        """Our ``jupyter-outputs`` extension: the inner kernel's ``inspect_reply`` content."""
         return self._forward(name, "/inspect", {"code": code, "cursor_pos": cursor_pos, "detail_level": detail_level})
 
     def is_complete(self, name: str, code: str) -> dict:
-        """Part B (jupyter-outputs): the inner kernel's ``is_complete_reply`` content."""
+        """Our ``jupyter-outputs`` extension: the inner kernel's ``is_complete_reply`` content."""
         return self._forward(name, "/is_complete", {"code": code})
 
     def _forward(self, name: str, suffix: str, payload: dict) -> dict:

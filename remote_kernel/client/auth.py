@@ -1,4 +1,5 @@
-"""``requests`` auth hook that signs every request the Backend.AI way (PROTOCOL.md A2).
+"""``requests`` auth hook that signs every request the Backend.AI way
+(docs/PROTOCOL.md#signing-requests).
 
 The HMAC itself lives in :mod:`remote_kernel.signing`, shared with the server; this module only
 collects, from the prepared request, the exact strings the server will see.

@@ -1,8 +1,8 @@
 """Typed errors of the remote API, and the mapping from an error response to one of them.
 
-Servers answer failures with ``application/problem+json`` bodies (PROTOCOL.md A5). We branch on
-the problem *type* slug, never on the title, and fall back on the HTTP status when the slug is
-unknown or the body is not a problem document (a proxy's HTML page, for instance).
+Servers answer failures with ``application/problem+json`` bodies (docs/PROTOCOL.md#errors). We
+branch on the problem *type* slug, never on the title, and fall back on the HTTP status when the
+slug is unknown or the body is not a problem document (a proxy's HTML page, for instance).
 
 No error ever carries request headers, so neither the secret key nor a signature can leak
 through a message.
@@ -142,7 +142,7 @@ class BadResponse(APIError):
     hint = "the server's answer is not what the API specifies; check the endpoint URL"
 
 
-# slug → class, PROTOCOL.md A5. ``object-not-found`` is resolved by context (see below).
+# slug → class, docs/PROTOCOL.md#errors. ``object-not-found`` is resolved by context (see below).
 SLUG_CLASSES: dict[str, type[APIError]] = {
     "auth-failed": AuthenticationError,
     "invalid-auth-params": AuthenticationError,

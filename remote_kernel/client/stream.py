@@ -1,4 +1,5 @@
-"""The websocket variant of the execute loop (PROTOCOL.md A4): ``GET /stream/session/{id}/execute``.
+"""The websocket variant of the execute loop: ``GET /stream/session/{id}/execute``
+(docs/PROTOCOL.md#streaming-over-a-websocket).
 
 A real server holds each REST ``continue`` for up to ~2 s while it collects output, so through
 the REST loop output arrives in ~2 s batches.  Over the websocket it sends each result as soon

@@ -1,9 +1,10 @@
 """Decode `application/x-sorna-drawing` payloads into a validated command list (pure).
 
-Two payload forms exist (DRAWING.md): the current ``base64(msgpack(commands))`` and the 2016
-``json.dumps(commands)``. Both decode to the same list; every command is then checked for its
-name, arity and element types so that later stages (state, SVG, PNG, the browser renderer) can
-trust the data. Colours are normalised to lowercase ``#rrggbbaa``.
+Two payload forms exist (docs/DRAWING.md#payload-encoding): the current
+``base64(msgpack(commands))`` and the 2016 ``json.dumps(commands)``. Both decode to the same
+list; every command is then checked for its name, arity and element types so that later stages
+(state, SVG, PNG, the browser renderer) can trust the data. Colours are normalised to lowercase
+``#rrggbbaa``.
 """
 
 from __future__ import annotations

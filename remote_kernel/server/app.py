@@ -60,7 +60,7 @@ def make_app(state: ServerState) -> tornado.web.Application:
         (_P + _ID + r"/files", files.FilesHandler),
         (_P + _ID + r"/?", sessions.SessionHandler),
     ]
-    if state.config.extensions:  # Part B only: a classic server has no such endpoints
+    if state.config.extensions:  # our extensions only: a classic server has no such endpoints
         routes[-1:-1] = [(_P + _ID + r"/inspect", execute.InspectHandler),
                          (_P + _ID + r"/is_complete", execute.IsCompleteHandler)]
     return tornado.web.Application(
@@ -148,7 +148,9 @@ def register_serve(subparsers) -> None:
     parser.add_argument("--max-run-buffer", type=int, default=32 * 1024 * 1024,
                         help="unacknowledged output bytes kept per run")
     parser.add_argument("--no-extensions", dest="extensions", action="store_false",
-                        help="offer no Part B extension: behave exactly like a classic server")
+                        help="offer none of our protocol extensions (lossless Jupyter outputs, "
+                             "resumable runs, inspect/is_complete): behave exactly like a classic "
+                             "server")
     parser.add_argument("--parent-pid", type=int, default=None, metavar="PID",
                         help="exit (stopping every kernel) when process PID is gone")
     parser.add_argument("--log-level", default="WARNING")

@@ -1,5 +1,6 @@
 """``BaseHandler``: API-version check, HMAC authentication, JSON body parsing, and every
-failure → problem+json (PROTOCOL.md A2, A5).  Nothing a client sends can make it answer 500."""
+failure → problem+json (docs/PROTOCOL.md#signing-requests, docs/PROTOCOL.md#errors).  Nothing
+a client sends can make it answer 500."""
 
 from __future__ import annotations
 

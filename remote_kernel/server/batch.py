@@ -1,7 +1,7 @@
 """Batch runs: ``clean``, ``build``, ``exec`` shell commands in the session's working directory,
-their output streamed into the run (PROTOCOL.md A4).  ``"*"`` picks the language default
-(Makefile → ``make``; Python: ``python setup.py develop`` / ``python main.py``); ``""``/null
-skips a step; a failed build skips exec, which then reports exit code 127.
+their output streamed into the run (docs/PROTOCOL.md#the-execute-loop).  ``"*"`` picks the
+language default (Makefile → ``make``; Python: ``python setup.py develop`` / ``python main.py``);
+``""``/null skips a step; a failed build skips exec, which then reports exit code 127.
 """
 
 from __future__ import annotations

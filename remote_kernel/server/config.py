@@ -28,7 +28,7 @@ class ServerConfig:
     finished_run_ttl: float = 60.0
     kernel_start_timeout: float = 60.0
     warm_kernels: int = 1  # spare Python kernels kept running (warm.py)
-    extensions: bool = True  # offer the Part B extensions (False: exactly a classic server)
+    extensions: bool = True  # offer our protocol extensions (False: exactly a classic server)
 
     @property
     def max_body_size(self) -> int:

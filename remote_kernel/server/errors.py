@@ -1,6 +1,6 @@
-"""``APIProblem``: a failure the API reports as problem+json (PROTOCOL.md A5).
+"""``APIProblem``: a failure the API reports as problem+json (docs/PROTOCOL.md#errors).
 
-Every layer raises it with the reference's slug; the base handler turns it into the answer."""
+Every layer raises it with the API's problem slug; the base handler turns it into the answer."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Session file access confined to the session's working directory, and the wire packing of
-downloads (one tar archive per file in a ``multipart/mixed`` body, PROTOCOL.md A3).
+downloads (one tar archive per file in a ``multipart/mixed`` body, docs/PROTOCOL.md#sessions).
 
 Absolute paths, ``..``, NUL bytes and symlinks that resolve outside the directory are rejected
 with ``invalid-api-params`` in every call.

@@ -1,8 +1,9 @@
 """Pure translation: inner-kernel (Jupyter) iopub/stdin messages → console records.
 
-Classic mode is what a real Backend.AI server sends (PROTOCOL.md A4): rich bundles cut down to
-one ``media``/``html``/``stdout`` record, errors as a stderr traceback.  Jupyter mode is our
-lossless Part B (DESIGN.md, ``jupyter-outputs``).  A bundle holding the Backend.AI drawing type
+Classic mode is what a real Backend.AI server sends (docs/PROTOCOL.md#the-execute-loop): rich
+bundles cut down to one ``media``/``html``/``stdout`` record, errors as a stderr traceback.
+Jupyter mode is our lossless ``jupyter-outputs`` extension
+(docs/PROTOCOL.md#our-extensions-jupyter-outputs).  A bundle holding the Backend.AI drawing type
 becomes a ``media`` record in both modes: that is how remote drawing code reaches any client.
 """
 

@@ -1,11 +1,11 @@
 """``Run``: one query or batch run of a session — its record buffer, the resumable-runs cursor,
 long-poll wake-ups and input state.  No I/O: the session feeds it, handlers read it.
 
-Cursor semantics (DESIGN.md, ``resumable-runs``): records are numbered from 0 within a run; a
-result holding records ``[a, b)`` carries ``"cursor": b``.  A request carrying ``cursor: n``
-acknowledges (drops) records below ``n`` and gets the ones from ``n`` on.  A request without a
-cursor (official clients) acknowledges everything delivered before.  Records delivered once are
-frozen, so stream merging never alters what a client may already hold.
+Cursor semantics (docs/PROTOCOL.md#our-extensions-resumable-runs): records are numbered from 0
+within a run; a result holding records ``[a, b)`` carries ``"cursor": b``.  A request carrying
+``cursor: n`` acknowledges (drops) records below ``n`` and gets the ones from ``n`` on.  A
+request without a cursor (official clients) acknowledges everything delivered before.  Records
+delivered once are frozen, so stream merging never alters what a client may already hold.
 """
 
 from __future__ import annotations

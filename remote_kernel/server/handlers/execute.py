@@ -1,5 +1,5 @@
-"""The execute loop (PROTOCOL.md A4; DESIGN.md Part B) and the inner-kernel forwards:
-complete, inspect, is_complete.
+"""The execute loop (docs/PROTOCOL.md#the-execute-loop, with our extensions:
+docs/PROTOCOL.md#our-extensions) and the inner-kernel forwards: complete, inspect, is_complete.
 
 Unknown or foreign runIds on ``continue``/``input`` answer 400 ``invalid-api-params``
 ("unknown run"): a 404 would read as "session gone" to clients, which then recreate it.

@@ -1,4 +1,5 @@
-"""``GET /``: the API version and the Part B extensions this server offers (no auth)."""
+"""``GET /``: the API version and the protocol extensions this server offers (no auth;
+docs/PROTOCOL.md#our-extensions)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from remote_kernel.server.base import BaseHandler
 EXTENSIONS = [protocol.EXT_JUPYTER_OUTPUTS, protocol.EXT_RESUMABLE_RUNS]
 # request options that belong to the extensions; a server started with --no-extensions drops
 # them, so it answers exactly as a classic server does whatever a client sends
-PART_B_OPTIONS = frozenset({"outputs", "allowStdin", "cursor", "jupyter"})
+EXTENSION_OPTIONS = frozenset({"outputs", "allowStdin", "cursor", "jupyter"})
 
 
 def classic_options(options: dict) -> dict:
-    return {key: value for key, value in options.items() if key not in PART_B_OPTIONS}
+    return {key: value for key, value in options.items() if key not in EXTENSION_OPTIONS}
 
 
 class RootHandler(BaseHandler):

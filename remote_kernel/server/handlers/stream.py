@@ -1,5 +1,6 @@
-"""The websocket variant of the execute loop (PROTOCOL.md A4): ``GET /stream/session/{id}/execute``
-(and ``/stream/kernel/...``), as real managers' ``stream_execute`` implements it.
+"""The websocket variant of the execute loop (docs/PROTOCOL.md#streaming-over-a-websocket):
+``GET /stream/session/{id}/execute`` (and ``/stream/kernel/...``), as real managers'
+``stream_execute`` implements it.
 
 The upgrade request is authenticated like every API call (BaseHandler.prepare) and an unknown
 session is refused before the upgrade, so those failures stay problem+json HTTP answers.  One
