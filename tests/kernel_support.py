@@ -188,7 +188,7 @@ def server_has_switch(flag: str) -> bool:
 @contextmanager
 def start_server(extensions: bool = True):
     """The embedded server (tests/server_fixture.py) as a context manager; ``extensions=False``
-    starts it with its Part B extension switched off (classic behaviour)."""
+    starts it with our protocol extensions switched off (classic behaviour)."""
     import tempfile
 
     import server_fixture

@@ -1,4 +1,4 @@
-"""Error mapping: every slug of PROTOCOL.md A5, non-problem bodies, and secret hygiene."""
+"""Error mapping: every slug of docs/PROTOCOL.md#errors, non-problem bodies, and secret hygiene."""
 
 from __future__ import annotations
 

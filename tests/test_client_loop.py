@@ -1,4 +1,5 @@
-"""RunState over recorded result sequences (PROTOCOL.md A4, DESIGN.md resumable-runs)."""
+"""RunState over recorded result sequences (docs/PROTOCOL.md#the-execute-loop,
+docs/PROTOCOL.md#our-extensions-resumable-runs)."""
 
 from __future__ import annotations
 

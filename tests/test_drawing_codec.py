@@ -10,7 +10,7 @@ import pytest
 
 from remote_kernel.drawing.codec import DrawingError, decode_payload, encode_commands
 
-# DRAWING.md's example: Canvas(200, 100); line(10, 10, 190, 90); circle(50, 50, 20, fill=Red)
+# docs/DRAWING.md#an-example: Canvas(200, 100); line(10, 10, 190, 90); circle(50, 50, 20, fill=Red)
 EXAMPLE_B64 = ("k5YApmNhbnZhc8zIZKkjZmZmZmZmZmapIzAwMDAwMGZmlACjb2JqAJakbGluZQoKzL5aqSMwMDAwMDBmZpQAo29i"
                "agGXpmNpcmNsZTIyFKkjMDAwMDAwZmapI2ZmMDAwMGZmAA==")
 EXAMPLE = [[0, "canvas", 200, 100, "#ffffffff", "#000000ff"],

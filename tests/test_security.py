@@ -67,8 +67,9 @@ FORGERIES = [
     ("signed-for-other-method", dict(sign_method="DELETE"), 401, "auth-failed"),
     ("signed-for-other-version", dict(sign_version="v7.20230615"), 401, "auth-failed"),
     ("signed-for-other-path", dict(sign_path="/session/someone-else"), 401, "auth-failed"),
-    # (since v4.20181215 the body is not part of the string to sign — PROTOCOL.md — so a
-    # tampered body cannot be detected by the signature; TLS is what protects it)
+    # (since v4.20181215 the body is not part of the string to sign, see
+    # docs/PROTOCOL.md#signing-requests, so a tampered body cannot be detected by the
+    # signature; TLS is what protects it)
     ("unknown-key", dict(access="AKNOBODYKNOWS"), 401, "auth-failed"),
     ("other-keys-secret", dict(secret="not-the-secret"), 401, "auth-failed"),
     ("date-16-min-ago", dict(date=lambda: skewed(-16)), 400, "invalid-auth-params"),

@@ -88,7 +88,7 @@ def server(tmp_path_factory):
 
 # ---- 1. --no-extensions ----------------------------------------------------------------------
 
-def test_no_extensions_behaves_as_part_a(tmp_path):
+def test_no_extensions_behaves_as_classic_server(tmp_path):
     srv = start_server(str(tmp_path), "--no-extensions")
     try:
         info = requests.get(srv.url + "/", timeout=10).json()
@@ -96,7 +96,7 @@ def test_no_extensions_behaves_as_part_a(tmp_path):
         client = srv.client()
         assert not client.extensions
         client.create_session("python", name="classic")
-        # the Part B opt-in is ignored: rich output and errors come back as classic records
+        # the jupyter-outputs opt-in is ignored: rich output and errors come back as classic records
         result = run_until(client, "classic", "from IPython.display import HTML\n"
                            "display(HTML('<b>x</b>'))\n1/0",
                            (), options={"outputs": "jupyter", "allowStdin": False, "cursor": 0})

@@ -1,6 +1,7 @@
-"""The websocket execute loop (``GET /stream/session/{id}/execute``, PROTOCOL.md A4) of a real
-``remote-kernel serve`` process: frames as they are flushed, input replies as text frames, bad
-first frames, problem+json refusals before the upgrade, interruption when the client leaves."""
+"""The websocket execute loop (``GET /stream/session/{id}/execute``,
+docs/PROTOCOL.md#streaming-over-a-websocket) of a real ``remote-kernel serve`` process: frames
+as they are flushed, input replies as text frames, bad first frames, problem+json refusals
+before the upgrade, interruption when the client leaves."""
 
 from __future__ import annotations
 
@@ -132,7 +133,7 @@ def test_input_sent_before_it_is_asked(server, sess):
 def test_jupyter_outputs_option(server, sess):
     got = stream(server, sess, "print(input('Q? '))\n6 * 7", options={"outputs": "jupyter"}, replies=["yes"])
     ask = next(f for _, f in got if f["status"] == "waiting-input")
-    assert ask["options"]["prompt"] == "Q? "  # Part B: the prompt is not in stdout
+    assert ask["options"]["prompt"] == "Q? "  # jupyter-outputs: the prompt is not in stdout
     kinds = [k for _, f in got for k, _ in f["console"]]
     assert kinds == ["stdout", "display"] and stdout(got) == "yes\n"
 
@@ -294,7 +295,7 @@ def test_classic_server_streams_the_same(classic):
     n = name()
     classic.client().create_session("python", name=n)
     got = stream(classic, n, "import time\nprint('a', flush=True)\ntime.sleep(0.5)\nprint(input('Q? '))",
-                 options={"outputs": "jupyter", "allowStdin": False}, replies=["yes"])  # Part B ignored
+                 options={"outputs": "jupyter", "allowStdin": False}, replies=["yes"])  # options ignored
     assert all(set(f) == FRAME_KEYS for _, f in got)
     assert got[0][1]["console"] == [["stdout", "a\n"]]
     ask_at, ask = next((t, f) for t, f in got if f["status"] == "waiting-input")

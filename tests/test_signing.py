@@ -1,6 +1,6 @@
-"""Signature vectors.  The first is PROTOCOL.md A2's (reproduced by the official SDK); the
-others are computed here independently with plain hmac/hashlib from the spec's text, and
-checked against remote_kernel.signing."""
+"""Signature vectors.  The first is the test vector of docs/PROTOCOL.md#signing-requests
+(reproduced by the official SDK); the others are computed here independently with plain
+hmac/hashlib from that section's text, and checked against remote_kernel.signing."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ EMPTY_SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
 def spec_signature(secret, method, path, date, host, media_type, version, last_line):
-    """PROTOCOL.md A2 written out by hand."""
+    """docs/PROTOCOL.md#signing-requests written out by hand."""
     text = (method + "\n" + path + "\n" + date + "\n" + "host:" + host + "\n"
             + "content-type:" + media_type + "\n" + "x-backendai-version:" + version + "\n" + last_line)
     k1 = hmac.new(secret.encode(), b"20240102", hashlib.sha256).digest()
