@@ -32,8 +32,8 @@ def loads(data: bytes | str) -> Any:
 
 def keep_message_dates_as_strings() -> None:
     """jupyter_client parses the two ISO dates of every kernel message it receives with
-    dateutil; none of our processes reads them, and parsing them was ~18 % of the server's CPU
-    per cell (cProfile) and ~4 % of the bridge's.  The dates stay strings.  This changes a
+    dateutil; none of our processes reads them, and parsing them was a large share of the
+    server's CPU per cell (figures in bench/README.md).  The dates stay strings.  This changes a
     library global, so only processes that are wholly ours call it: ``serve``, the bridge and
     the server's Python kernels (never ``start()``, which tests embed in their own process)."""
     from jupyter_client import session

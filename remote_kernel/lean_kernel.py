@@ -1,6 +1,6 @@
 """ipykernel 7 without the per-request plumbing a strictly sequential kernel never needs.
 
-Two costs sit on every request of a stock ipykernel 7 kernel (measured in bench/, see README):
+Two costs sit on every request of a stock ipykernel 7 kernel (figures in bench/README.md):
 
 * the *shell-channel thread*: every shell message is read on a separate thread and handed to
   the main thread over an inproc socket (and the reply back), so that subshells can run
@@ -87,14 +87,15 @@ def launch_then_exit_fast(app_class: type[IPKernelApp], flush_open_files: bool, 
     """Run a kernel app; once it has ended normally and every exit handler has run, end the
     process without interpreter finalization.
 
-    Finalization (tearing down every module and object of an ipykernel/IPython process) took
-    ~100 ms of each kernel's exit, and the embedded server's DELETE, hence a notebook's shutdown,
-    waits for that exit.  What user code can rely on still happens: Python joins non-daemon
-    threads and runs the exit handlers first (IPython's clears the user namespace and collects
-    it, so its objects' ``__del__`` and file closes run; ``atexit`` and ``weakref.finalize``
-    callbacks of the user run); ``flush_open_files`` then flushes every file object still open
-    (a module-level log file, say).  Python never promised ``__del__`` for objects alive at exit.
-    After an error the process finalizes as usual and keeps its exit status.
+    Finalization (tearing down every module and object of an ipykernel/IPython process) is a
+    large part of each kernel's exit (figures in bench/README.md), and the embedded server's
+    DELETE, hence a notebook's shutdown, waits for that exit.  What user code can rely on still
+    happens: Python joins non-daemon threads and runs the exit handlers first (IPython's clears
+    the user namespace and collects it, so its objects' ``__del__`` and file closes run;
+    ``atexit`` and ``weakref.finalize`` callbacks of the user run); ``flush_open_files`` then
+    flushes every file object still open (a module-level log file, say).  Python never promised
+    ``__del__`` for objects alive at exit.  After an error the process finalizes as usual and
+    keeps its exit status.
     """
     ended: list = []
     # Registered before the app registers anything, so it runs after all of their handlers.
@@ -110,8 +111,9 @@ def _exit_without_finalization(ended: list, flush_open_files: bool) -> None:
     logging.shutdown()
     streams = [sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__]
     if flush_open_files:
-        # _io._IOBase: the C base of every io class, checked in C (the io.IOBase ABC costs 24 ms
-        # here).  Not ipykernel's own streams: their IOPub thread and frontend are gone.
+        # _io._IOBase: the C base of every io class, checked in C (checking every object against
+        # the io.IOBase ABC is far slower).  Not ipykernel's own streams: their IOPub thread and
+        # frontend are gone.
         streams += [obj for obj in gc.get_objects() if isinstance(obj, _io._IOBase) and not isinstance(obj, OutStream)]
     for stream in streams:
         try:

@@ -21,7 +21,8 @@ class RemoteKernelApp(LeanKernelApp):
 
     def init_pdb(self) -> None:
         """ipykernel swaps pdb for IPython's interruptible one, importing IPython's debugger
-        (~30 ms of every start).  No user code runs in this process: the stdlib pdb stays."""
+        (a noticeable part of every start; figures in bench/README.md).  No user code runs in
+        this process: the stdlib pdb stays."""
 
     def load_config_file(self, *args, **kwargs):
         super().load_config_file(*args, **kwargs)
