@@ -156,3 +156,16 @@ def test_context_resets():
     assert ctx.cell == {} and ctx.session == {"b": 2} and ctx.execution_count == 3
     ctx.new_session()
     assert ctx.session == {}
+
+
+def test_a_lossless_bundle_passes_as_the_inner_kernel_sent_it(ctx):
+    out = translate("display", {"output_type": "display_data", "data": {"text/html": "<b>x</b>"},
+                                "metadata": {}, "transient": {}}, ctx)
+    assert out == [("display_data", {"data": {"text/html": "<b>x</b>"}, "metadata": {}, "transient": {}})]
+
+
+def test_an_execute_result_keeps_its_display_id_for_later_updates(ctx):
+    out = translate("display", {"output_type": "execute_result", "data": {"text/plain": "1"}, "metadata": {},
+                                "transient": {"display_id": "r1"}, "execution_count": 3}, ctx)
+    assert out == [("execute_result", {"data": {"text/plain": "1"}, "metadata": {}, "execution_count": 7,
+                                       "transient": {"display_id": "r1"}})]

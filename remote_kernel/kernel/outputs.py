@@ -56,9 +56,13 @@ def media_translator(mime: str) -> MediaTranslator:
 
 
 def display(data: dict, metadata: dict | None = None, transient: dict | None = None) -> Message:
-    """A ``display_data`` that always carries metadata and a text/plain fallback."""
-    return ("display_data", {"data": sanitize_bundle(data), "metadata": _as_dict(metadata),
-                             "transient": _as_dict(transient)})
+    """A ``display_data`` of a bundle the bridge makes from a classic record: it gets a
+    text/plain fallback, as a kernel's own displays have one (records from our extensions keep
+    their bundle as the inner kernel sent it)."""
+    bundle = sanitize_bundle(data)
+    if not isinstance(bundle.get("text/plain"), str):
+        bundle["text/plain"] = f"<{', '.join(sorted(bundle)) or 'empty'} output>"
+    return ("display_data", {"data": bundle, "metadata": _as_dict(metadata), "transient": _as_dict(transient)})
 
 
 # nbformat's mimebundle: these types hold any JSON, every other type a string (or list of strings)
@@ -78,8 +82,10 @@ def _as_dict(value: Any) -> dict:
 
 
 def sanitize_bundle(data: Any) -> dict:
-    """A mime bundle a notebook can store: invalid entries dropped, a text/plain fallback kept.
-    (A remote may send anything; a bundle nbformat rejects would make the notebook unsavable.)"""
+    """A mime bundle a notebook can store: invalid entries dropped.  (A remote may send
+    anything; a bundle nbformat rejects would make the notebook unsavable.)  A valid bundle
+    passes as it is — a direct kernel adds no text/plain, so neither do we — and only one
+    whose every entry was dropped says so in text/plain."""
     bundle: dict = {}
     for mime, value in (data.items() if isinstance(data, dict) else ()):
         if not isinstance(mime, str) or not mime:
@@ -92,9 +98,9 @@ def sanitize_bundle(data: Any) -> dict:
             bundle[mime] = value
         else:
             log.debug("display bundle entry %r with an invalid value dropped", mime)
-    if not isinstance(bundle.get("text/plain"), str):
-        kinds = ", ".join(sorted(k for k in bundle if k != "text/plain")) or "empty"
-        bundle["text/plain"] = f"<{kinds} output>"
+    if not bundle and data:
+        dropped = ", ".join(sorted(str(k) for k in data)) if isinstance(data, dict) else type(data).__name__
+        bundle["text/plain"] = f"<{dropped} output that could not be shown>"
     return bundle
 
 
@@ -224,7 +230,10 @@ def _translate_display(data: Any, ctx: OutputContext) -> list[Message]:
     if output_type == "execute_result":
         # Out[n] must match this kernel's In[n], not the inner kernel's own counter.
         count = ctx.execution_count if ctx.execution_count is not None else data.get("execution_count")
-        return [("execute_result", {"data": bundle, "metadata": metadata, "execution_count": count})]
+        result = {"data": bundle, "metadata": metadata, "execution_count": count}
+        if transient:  # a display_id lets a later update_display_data reach this output
+            result["transient"] = transient
+        return [("execute_result", result)]
     if output_type == "update_display_data":
         if not transient.get("display_id"):
             return []
