@@ -333,3 +333,23 @@ def test_any_conversation_ends_with_exactly_one_reply(allow_stdin, streaming, st
             assert action.deadline > now - 0.25
             pending = cell.on_tick(now) + pending
     assert finishes == 1
+
+
+# -- our extensions: the inner kernel's own reply ----------------------------------------------------
+
+def test_an_error_reply_without_an_error_output_is_replied_as_the_inner_kernel_replied():
+    cell = new_cell()
+    begin(cell)
+    reply = {"status": "error", "ename": "UsageError", "evalue": "Line magic function `%nope` not found.",
+             "traceback": []}
+    actions = cell.on_result(result(protocol.STATUS_FINISHED, ["stderr", "UsageError: ...\n"], exit_code=1,
+                                    options={"reply": reply}), now=0.0)
+    assert [m for m, _ in published(actions)] == ["stream"]  # no error output of our own
+    assert reply_of(actions) == {"execution_count": 7, **reply}
+
+
+def test_without_the_inner_reply_a_non_zero_exit_still_gets_one_error():
+    cell = new_cell()
+    begin(cell)
+    actions = cell.on_result(finished(exit_code=1), now=0.0)
+    assert [m for m, _ in published(actions)] == ["error"]

@@ -1,8 +1,8 @@
-"""The execute loop (PROTOCOL.md A4) as transport-free logic.
+"""The execute loop (docs/PROTOCOL.md#the-execute-loop) as transport-free logic.
 
 :class:`RunState` says which body to POST next and turns each ``result`` into events; whoever
 owns the HTTP connection (``Client.run``, the kernel) just shuttles between the two.  With the
-``resumable-runs`` extension (DESIGN.md) the client picks the runId and tracks the server's
+``resumable-runs`` extension (docs/PROTOCOL.md#our-extensions-resumable-runs) the client picks the runId and tracks the server's
 record ``cursor``, so re-sending a request whose answer was lost neither loses nor duplicates
 output.
 """
@@ -36,10 +36,12 @@ class InputWanted:
 
 @dataclass(frozen=True)
 class Done:
-    """The run is over: ``status`` is ``finished`` or ``exec-timeout``."""
+    """The run is over: ``status`` is ``finished`` or ``exec-timeout``; ``options`` are the last
+    result's (with our extensions, ``reply`` is the inner kernel's execute_reply)."""
 
     status: str
     exit_code: int | None = None
+    options: dict = field(default_factory=dict)
 
 
 Event = Union[Record, InputWanted, Done]
@@ -157,7 +159,8 @@ class RunState:
         if status in protocol.TERMINAL_STATUSES:
             self.finished = True
             self._next = None
-            events.append(Done(status, self.exit_code))
+            options = result.get("options") if isinstance(result.get("options"), dict) else {}
+            events.append(Done(status, self.exit_code, options))
         elif status == protocol.STATUS_WAITING_INPUT:
             options = result.get("options") if isinstance(result.get("options"), dict) else {}
             self.waiting_input = True

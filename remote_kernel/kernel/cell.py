@@ -240,7 +240,7 @@ class Cell:
                     actions += self._flush()
                     next_step = self._input_wanted(event, now)
                 elif isinstance(event, Done):
-                    next_step = self._outcome()
+                    next_step = self._outcome(event)
             actions += self._flush()
             if not next_step:  # the run goes on
                 next_step = [self._send_next()]
@@ -335,9 +335,16 @@ class Cell:
 
     # -- the reply -----------------------------------------------------------------------------
 
-    def _outcome(self) -> list[Action]:
+    def _outcome(self, done: Done | None = None) -> list[Action]:
         if self._error is not None:  # the remote's own error (our extensions), already shown
             return self.fail(self._error, already_shown=True)
+        reply = _inner_reply(done)
+        if reply is not None and self.interrupted_at is None and not self._stdin_refused:
+            # our extensions: reply what the inner kernel replied, e.g. an error whose message
+            # went to stderr (IPython's UsageError) shows no error output, as directly
+            if reply["status"] == "error":
+                return self.fail({k: reply[k] for k in ("ename", "evalue", "traceback")}, already_shown=True)
+            return self.ok()
         state = self.state
         stuck = (f"; the remote ({self.endpoint}) did not stop within {self.interrupt_grace:g} s "
                  "and may still be waiting for input") if self._input_stuck else "; the remote run was interrupted"
@@ -369,6 +376,18 @@ class Cell:
             return self.fail(make_error(
                 "RemoteError", f"the {what} exited with code {exit_code}{hint}; its output is shown above"))
         return self.ok()
+
+
+def _inner_reply(done: Done | None) -> dict | None:
+    """The inner kernel's execute_reply that our extensions put in the last result, checked."""
+    reply = (done.options if done is not None else {}).get("reply")
+    if not isinstance(reply, dict) or reply.get("status") not in ("ok", "error", "aborted"):
+        return None
+    if reply["status"] != "error":
+        return {"status": "ok"}
+    traceback = reply.get("traceback")
+    return {"status": "error", "ename": str(reply.get("ename", "")), "evalue": str(reply.get("evalue", "")),
+            "traceback": [str(line) for line in traceback] if isinstance(traceback, list) else []}
 
 
 __all__ = [

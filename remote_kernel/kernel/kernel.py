@@ -5,7 +5,7 @@ remote's results, input, interrupts and failures is decided by its :class:`~remo
 (pure); the kernel carries out the actions it returns (publish, send, ask for input, interrupt,
 wait, give up) and feeds it what they bring.
 
-Threads (docs/JUPYTER.md):
+Threads (docs/JUPYTER.md#threads-of-an-ipykernel-7-kernel):
 * the main thread's asyncio loop serves shell requests, one at a time; ``do_execute`` runs the
   blocking execute loop right there (a worker thread would cost two thread wake-ups per cell
   and buy nothing: the next shell request waits for this one's reply either way);
@@ -97,8 +97,9 @@ class RemoteKernel(Kernel):
     file_extension = Unicode("", help="language_info.file_extension.").tag(config=True)
     mimetype = Unicode("", help="language_info.mimetype.").tag(config=True)
     pygments_lexer = Unicode("", help="language_info.pygments_lexer.").tag(config=True)
-    use_extensions = Bool(True, help="Use the server's Part B extensions (lossless outputs, resumable "
-                          "runs) when it offers them; False behaves as with a classic server.").tag(config=True)
+    use_extensions = Bool(True, help="Use the server's protocol extensions (lossless Jupyter outputs, resumable "
+                          "runs; docs/PROTOCOL.md#our-extensions) when it offers them; False behaves as with "
+                          "a classic server.").tag(config=True)
     streaming = CaselessStrEnum(
         ["auto", "websocket", "rest"], "auto",
         help="How a cell's results come back: 'websocket' (the streaming endpoint: output as the server "
@@ -176,8 +177,8 @@ class RemoteKernel(Kernel):
 
     @property
     def kernel_info(self) -> dict:
-        # Not super().kernel_info: it imports ipykernel.debugger (and debugpy: ~90 ms of the first
-        # kernel_info, i.e. of the kernel's start) only to list features we do not offer.
+        # Not super().kernel_info: it imports ipykernel.debugger (and debugpy, a large part of the kernel's
+        # start; figures in bench/README.md) only to list features we do not offer.
         return {
             "protocol_version": kernel_protocol_version,
             "implementation": self.implementation,
@@ -425,7 +426,7 @@ class RemoteKernel(Kernel):
         running = self._running
         if running is not None:
             self._carry_out_now(running, running.cell.on_shutdown())
-        # Destroying the remote session waits for its kernel to exit (~0.2 s); this process's
+        # Destroying the remote session waits for its kernel to exit; this process's
         # own teardown runs meanwhile.  The thread is not a daemon: Python waits for it before
         # the process ends, so the session is gone (or destroy_timeout passed) by then.
         threading.Thread(target=self._end_remote, name="remote-session-end", daemon=False).start()
