@@ -54,12 +54,7 @@ class Run:
         self.exit_code: int | None = None
         self.input_options: dict | None = None
         self.finished_at: float | None = None
-        # the executor's bookkeeping for the inner kernel's execute_request
-        self.msg_id: str | None = None
-        self.reply_status: str | None = None
-        self.idle_seen = False
-        self.errored = False
-        self.inner_done = asyncio.Event()
+        self.finished_event = asyncio.Event()
         self._records: list[Record] = []
         self._base = 0  # absolute index of self._records[0]
         self._sent = 0  # absolute: records below were delivered at least once (frozen)
@@ -133,7 +128,7 @@ class Run:
         self.exit_code = exit_code
         self.finished_at = time.monotonic()
         self.input_options = None
-        self.inner_done.set()
+        self.finished_event.set()
         self._changed.set()
 
     # -- consumer side -----------------------------------------------------------------------

@@ -9,21 +9,18 @@ cell has run for ``QUIET`` seconds, at least ``REFILL_DELAY`` after the take): a
 is half a second of CPU, which must not land on the new session's first cells.  A server that
 is never quiet still gets its spare after ``REFILL_PATIENCE`` seconds.
 
-A spare is an ordinary ``Session`` that belongs to nobody yet: it is stopped, killed and
-cleaned up by the same code as any session.
+A spare is an ordinary session that belongs to nobody yet: the registry that owns the pool
+starts it (``spawn``) and stops it (``stop``) with the same code as any session.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import Awaitable, Callable, Protocol
 
 from remote_kernel.server import images
-
-if TYPE_CHECKING:
-    from remote_kernel.server.sessions import Session, SessionManager
+from remote_kernel.server.errors import APIProblem
 
 log = logging.getLogger("remote_kernel.server")
 
@@ -31,14 +28,33 @@ REFILL_DELAY = 1.0
 QUIET = 0.5
 REFILL_PATIENCE = 30.0
 SPARE_IMAGE = "python"
+SPARE_CHECK_TIMEOUT = 3.0  # an adopted spare must answer kernel_info within this
+
+
+class Spare(Protocol):
+    """What the pool needs of a spare session."""
+
+    name: str
+    pid: int
+
+    def is_running(self) -> bool: ...
+
+    async def answers(self, timeout: float) -> bool: ...
+
+    async def restart(self) -> None: ...
 
 
 class WarmPool:
-    def __init__(self, manager: "SessionManager", size: int, refill_delay: float = REFILL_DELAY):
-        self.manager = manager
+    def __init__(self, size: int, spawn: Callable[[], Awaitable[Spare]], stop: Callable[[Spare], Awaitable[None]],
+                 is_quiet: Callable[[float], bool], refill_delay: float = REFILL_DELAY):
+        """``spawn`` starts a spare (of ``SPARE_IMAGE``), ``stop`` stops one, ``is_quiet(s)``
+        says that no cell ran for ``s`` seconds."""
         self.size = max(0, size)
         self.refill_delay = refill_delay
-        self.spares: list["Session"] = []
+        self._spawn = spawn
+        self._stop = stop
+        self._is_quiet = is_quiet
+        self.spares: list[Spare] = []
         self._starting: set[asyncio.Task] = set()  # spares on their way (counted as spares)
         self._stopping: set[asyncio.Task] = set()  # dead or surplus spares being stopped
         self._closed = False
@@ -46,7 +62,25 @@ class WarmPool:
     def start(self) -> None:
         self._refill(0.0)
 
-    def take(self, kernel_name: str, environ: dict) -> "Session | None":
+    async def adopt(self, kernel_name: str, environ: dict, claim: Callable[[Spare], None]) -> Spare | None:
+        """A spare made the new session of ``kernel_name`` with ``environ`` by ``claim`` (which
+        gives it its owner, name and folder), or None when no spare can serve.  A spare that
+        died or hung while it waited gets a new kernel in its new folder; when that fails too,
+        it is stopped and the restart's ``APIProblem`` raised."""
+        spare = self._take(kernel_name, environ)
+        if spare is None:
+            return None
+        claim(spare)
+        if not await spare.answers(SPARE_CHECK_TIMEOUT) or not spare.is_running():
+            log.warning("session %s: the spare kernel did not answer; starting a new one", spare.name)
+            try:
+                await spare.restart()
+            except APIProblem:
+                await self._stop(spare)
+                raise
+        return spare
+
+    def _take(self, kernel_name: str, environ: dict) -> Spare | None:
         """A running spare for a session of ``kernel_name`` with ``environ``, or None."""
         if kernel_name != images.OWN_PYTHON or environ or self._closed:
             return None
@@ -62,26 +96,19 @@ class WarmPool:
 
     def _refill(self, delay: float) -> None:
         for _ in range(self.size - len(self.spares) - len(self._starting)):
-            task = asyncio.create_task(self._spawn(delay))
+            task = asyncio.create_task(self._add_spare(delay))
             self._starting.add(task)
             task.add_done_callback(self._starting.discard)
 
-    async def _spawn(self, delay: float) -> None:
+    async def _add_spare(self, delay: float) -> None:
         await asyncio.sleep(delay)
-        manager = self.manager
         # (at the server's start there is no session yet, so it is quiet at once)
         patience_ends = asyncio.get_running_loop().time() + REFILL_PATIENCE
-        while not manager.quiet_for(QUIET) and asyncio.get_running_loop().time() < patience_ends:
+        while not self._is_quiet(QUIET) and asyncio.get_running_loop().time() < patience_ends:
             await asyncio.sleep(QUIET / 2)
-        cwd, owns_cwd = manager.spare_workdir()
-        spare = manager.new_session(owner="", name="spare", image=SPARE_IMAGE, kernel_name=images.OWN_PYTHON,
-                                    language="python", environ={}, cwd=cwd, owns_cwd=owns_cwd)
-        spare.ready.set_result(None)  # nobody waits for a spare to be created
         try:
-            await spare.start()
+            spare = await self._spawn()
         except BaseException as exc:  # noqa: BLE001 - no retry loop: the next take refills
-            with contextlib.suppress(BaseException):
-                await manager.stop_unregistered(spare)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             log.warning("a spare kernel failed to start: %s", type(exc).__name__)
@@ -90,10 +117,10 @@ class WarmPool:
             self._discard(spare)
         else:
             self.spares.append(spare)
-            log.info("spare kernel %s ready", spare.km.provisioner.pid)
+            log.info("spare kernel %s ready", spare.pid)
 
-    def _discard(self, spare: "Session") -> None:
-        task = asyncio.ensure_future(self.manager.stop_unregistered(spare))
+    def _discard(self, spare: Spare) -> None:
+        task = asyncio.ensure_future(self._stop(spare))
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
 
@@ -106,5 +133,4 @@ class WarmPool:
                 task.cancel()
             await asyncio.wait(list(self._starting), timeout=5)
         spares, self.spares = self.spares, []
-        await asyncio.gather(*self._stopping, *(self.manager.stop_unregistered(s) for s in spares),
-                             return_exceptions=True)
+        await asyncio.gather(*self._stopping, *(self._stop(s) for s in spares), return_exceptions=True)

@@ -131,7 +131,7 @@ class StreamExecuteHandler(BaseHandler, tornado.websocket.WebSocketHandler):
     async def _reply(self, run: Run) -> str | None:
         """The client's next text frame, or None if the run ended meanwhile (interrupted by
         another client, session destroyed).  Binary frames are not replies: skipped."""
-        ended = asyncio.ensure_future(run.inner_done.wait())
+        ended = asyncio.ensure_future(run.finished_event.wait())
         getter = None
         try:
             while not ended.done():
