@@ -18,7 +18,7 @@ from typing import Callable
 from remote_kernel import protocol
 from remote_kernel.server.batch import BatchRunner
 from remote_kernel.server.config import ServerConfig
-from remote_kernel.server.inner_kernel import KERNEL_GRACE, SHELL_TIMEOUT, InnerKernel
+from remote_kernel.server.inner_kernel import SHELL_TIMEOUT, InnerKernel
 from remote_kernel.server.run_worker import RunWorker
 from remote_kernel.server.runs import Run
 
@@ -75,9 +75,9 @@ class Session:
         self.worker.start()
         self.status = protocol.SESSION_RUNNING
 
-    async def stop(self, grace: float = KERNEL_GRACE) -> None:
+    async def stop(self) -> None:
         """Stop the kernel: every run gets its final result first, then a shutdown request with
-        ``grace`` seconds to act on it, then SIGKILL to its process group (its children too).
+        ``KERNEL_GRACE`` seconds to act on it, then SIGKILL to its process group (its children too).
         Bounded whatever the cell does (sleeping, waiting for input, ignoring signals)."""
         if self.status == protocol.SESSION_TERMINATED:
             return
@@ -85,7 +85,7 @@ class Session:
         cell_running = self.worker.cell_running
         self.worker.abandon("the session was destroyed")
         await self.worker.stop()
-        await self.kernel.stop(grace, interrupt_first=cell_running)
+        await self.kernel.stop(interrupt_first=cell_running)
         if self.owns_cwd:
             shutil.rmtree(self.cwd, ignore_errors=True)
 
