@@ -84,20 +84,92 @@ def shell_reply(kc, msg_id: str, timeout: float = 15) -> dict:
             return msg
 
 
-def abandon_after_two_interrupts(km, kc, msg_id: str, interrupt=None) -> None:
-    """Interrupt the running cell ``msg_id`` once, wait past the grace time (3 s), interrupt
-    again: the cell must end at once with the abandonment error, and the kernel live on."""
-    interrupt = interrupt or km.interrupt_kernel
-    time.sleep(1.0)
-    interrupt()
-    time.sleep(3.5)  # longer than the grace time
-    started = time.monotonic()
-    interrupt()
-    msg = shell_reply(kc, msg_id)
-    assert time.monotonic() - started < 2.0
-    assert msg["content"]["ename"] == "KeyboardInterrupt"
-    assert "stopped waiting" in msg["content"]["evalue"]
+def interrupt_request(kc, timeout: float = 30) -> dict:
+    """An ``interrupt_request`` on the control channel (what ``KernelManager.interrupt_kernel``
+    sends for ``interrupt_mode: message``), returning its reply: once it is back, the kernel has
+    taken the interrupt in."""
+    request = kc.session.msg("interrupt_request", {})
+    kc.control_channel.send(request)
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = kc.get_control_msg(timeout=max(0.01, deadline - time.monotonic()))
+        if reply["parent_header"].get("msg_id") == request["header"]["msg_id"]:
+            return reply
+
+
+def abandon_after_two_interrupts(kc, msg_id: str, running, interrupt=None, grace: float = 3.0) -> None:
+    """Interrupt the running cell ``msg_id`` once, wait past the grace time, interrupt again:
+    the cell must end with the abandonment error, and the kernel live on.
+
+    ``running()`` returns once the cell is known to run (its loop is waiting on the remote).
+    ``interrupt(first)`` interrupts; for the first one it returns only once the kernel has taken
+    it in (the grace time counts from there).  Default: ``interrupt_request``, whose reply says so."""
+    interrupt = interrupt or (lambda first: interrupt_request(kc))
+    running()
+    interrupt(True)
+    time.sleep(grace + 0.5)  # the subject: the grace time passes (kernel.interrupt_grace)
+    interrupt(False)
+    # the remote never ends the cell by itself within this wait: any reply is the abandonment
+    msg = shell_reply(kc, msg_id, timeout=20)
+    assert msg["content"]["ename"] == "KeyboardInterrupt", msg["content"]
+    assert "stopped waiting" in msg["content"]["evalue"], msg["content"]
     assert kc.kernel_info(reply=True, timeout=10)["content"]["status"] == "ok"
+
+
+def wait_for_output(kc, msg_id: str, marker: str, timeout: float = 30, stamp: bool = False) -> list[dict]:
+    """Read iopub until a stream output of the cell ``msg_id`` contains ``marker``: the event
+    "the cell runs and got that far".  Returns that cell's outputs read meanwhile (as
+    ``execute`` lists them), so a caller can add them to what ``collect`` gets later."""
+    return wait_for_iopub(kc, msg_id, lambda m: m["msg_type"] == "stream" and marker in m["content"]["text"],
+                          timeout, stamp, what=f"output {marker!r}")
+
+
+def wait_for_iopub(kc, msg_id: str, predicate, timeout: float = 30, stamp: bool = False,
+                   what: str = "the message") -> list[dict]:
+    """Read iopub until a message of the cell ``msg_id`` satisfies ``predicate``; the cell's
+    outputs read meanwhile.  Fails if the cell goes idle first, or after ``timeout``."""
+    outputs: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no {what} within {timeout} s; outputs so far: {outputs}")
+        try:
+            msg = kc.get_iopub_msg(timeout=min(remaining, 1.0))
+        except queue.Empty:
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] not in ("status", "execute_input"):
+            outputs.append({"msg_type": msg["msg_type"], **msg["content"],
+                            **({"received": time.monotonic()} if stamp else {})})
+        if predicate(msg):
+            return outputs
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            raise AssertionError(f"the cell ended before {what}; its outputs: {outputs}")
+
+
+def gate_code(path, timeout: float = 60) -> str:
+    """Python source that waits until the file ``path`` exists: a cell that goes on only once
+    the test has seen what it did before (the test creates the file).  Raises after ``timeout``
+    so that a test that never opens the gate fails instead of hanging."""
+    return (f"import os as _os, time as _time\n"
+            f"_deadline = _time.monotonic() + {timeout}\n"
+            f"while not _os.path.exists({str(path)!r}):\n"
+            f"    if _time.monotonic() > _deadline:\n"
+            f"        raise TimeoutError('the test never opened the gate {path}')\n"
+            f"    _time.sleep(0.01)\n")
+
+
+def wait_for_file(path, timeout: float = 30) -> None:
+    """Wait until ``path`` exists (a file a cell writes).  A bounded poll: the file system
+    offers no portable wait for a file to appear."""
+    path = Path(path)
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path.name} did not appear within {timeout} s")
+        time.sleep(0.01)
 
 
 def drain_iopub(kc) -> None:
@@ -114,6 +186,16 @@ def execute(kc, code: str, timeout: float = 60, allow_stdin: bool = False, stdin
     input requests from ``stdin_answers`` in order.  ``stamp``: each output also gets
     ``received``, the time.monotonic() it arrived at."""
     msg_id = kc.execute(code, allow_stdin=allow_stdin, silent=silent)
+    reply, outputs, input_requests = collect(kc, msg_id, timeout, allow_stdin, stdin_answers, stamp)
+    if reply is None:
+        raise TimeoutError(f"no execute_reply within {timeout} s for {code!r}")
+    return reply, outputs, input_requests
+
+
+def collect(kc, msg_id: str, timeout: float = 60, allow_stdin: bool = False,
+            stdin_answers: list[str] | None = None, stamp: bool = False) -> tuple[dict | None, list[dict], list[dict]]:
+    """``execute`` for a cell already sent (``msg_id``): its reply (None after ``timeout``),
+    outputs and input requests from now until it is idle."""
     answers = list(stdin_answers or [])
     outputs: list[dict] = []
     input_requests: list[dict] = []
@@ -146,8 +228,6 @@ def execute(kc, code: str, timeout: float = 60, allow_stdin: bool = False, stdin
                     reply = shell["content"]
             except queue.Empty:
                 pass
-    if reply is None:
-        raise TimeoutError(f"no execute_reply within {timeout} s for {code!r}")
     return reply, outputs, input_requests
 
 

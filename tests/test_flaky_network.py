@@ -157,15 +157,30 @@ def test_a_server_that_stops_answering_can_be_abandoned(server, kernelspec_root,
     host, port = server.url.rsplit("//", 1)[1].split(":")
     with FlakyProxy(host, int(port), reset_share=0.0, delay_share=0.0) as proxy:
         with ks.running_kernel(proxied_env(server, proxy)) as (km, kc):
-            def interrupt_once():
+            def requests_pass(seen: int) -> None:
+                """Wait for a request through the proxy after the ``seen`` ones (no other
+                event exists: the answers are held)."""
+                deadline = time.monotonic() + 30
+                while proxy.connections <= seen:  # a bounded poll of the proxy's count
+                    assert time.monotonic() < deadline, "no request reached the proxy"
+                    time.sleep(0.01)
+
+            def interrupt_once(first: bool) -> None:
                 if interrupt == "SIGINT":
+                    seen = proxy.connections
                     os.kill(km.provisioner.process.pid, signal.SIGINT)
+                    if first:  # taken in: the kernel sends the remote its interrupt request
+                        requests_pass(seen)
                 else:
-                    km.interrupt_kernel()
+                    ks.interrupt_request(kc)  # its reply says it was taken in
 
             warm_up(kc)
             proxy.read_delay = 30.0  # every answer from now on is held
-            ks.abandon_after_two_interrupts(km, kc, kc.execute("print('never seen')"), interrupt_once)
+            seen = proxy.connections
+            msg_id = kc.execute("print('never seen')")
+            # running: its execute request went out (and waits for the held answer)
+            ks.abandon_after_two_interrupts(kc, msg_id, running=lambda: requests_pass(seen),
+                                            interrupt=interrupt_once)
             proxy.read_delay = 0.0
 
 
@@ -174,5 +189,9 @@ def test_a_session_that_never_gets_created_can_be_abandoned(server, kernelspec_r
     host, port = server.url.rsplit("//", 1)[1].split(":")
     with FlakyProxy(host, int(port), reset_share=0.0, delay_share=0.0, read_delay=30.0) as proxy:
         with ks.running_kernel(proxied_env(server, proxy)) as (km, kc):
-            ks.abandon_after_two_interrupts(km, kc, kc.execute("print('never seen')"))
+            msg_id = kc.execute("print('never seen')")
+            # No request of the cell's own gets out (it waits for the session's creation), so
+            # the event is the kernel's execute_input: the cell's loop starts right after it.
+            ks.abandon_after_two_interrupts(
+                kc, msg_id, running=lambda: ks.wait_for_iopub(kc, msg_id, lambda m: m["msg_type"] == "execute_input"))
             proxy.read_delay = 0.0

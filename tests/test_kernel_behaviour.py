@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 
 import pytest
 
@@ -63,15 +62,12 @@ def session_name_of(kc) -> str:
     return re.search(r"^session: (\S+)$", ks.stdout_of(outputs), re.M).group(1)
 
 
-def interrupt_sleep(km, kc, seconds_before: float = 1.0) -> tuple[dict, list, float]:
-    msg_id = kc.execute("import time; time.sleep(60)")
-    time.sleep(seconds_before)
-    started = time.monotonic()
+def interrupt_sleep(km, kc) -> dict:
+    """Interrupt a cell sleeping 60 s once it runs; its reply (well before the 60 s are over)."""
+    msg_id = kc.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(60)")
+    ks.wait_for_output(kc, msg_id, "sleeping")
     km.interrupt_kernel()
-    while True:
-        msg = kc.get_shell_msg(timeout=15)
-        if msg["parent_header"].get("msg_id") == msg_id:
-            return msg["content"], [], time.monotonic() - started
+    return ks.shell_reply(kc, msg_id, timeout=30)["content"]
 
 
 # ---- with the extension (lossless) -------------------------------------------------------------
@@ -83,20 +79,16 @@ def test_state_persists_between_cells_and_output_streams(kernel):
     assert reply["status"] == "ok" and ks.stdout_of(outputs) == "42\n"
 
 
-def test_output_arrives_before_the_cell_ends(kernel):
+def test_output_arrives_before_the_cell_ends(kernel, tmp_path):
+    # the cell cannot end before the test has seen its first line: it waits for the test's gate
     _, kc = kernel
-    msg_id = kc.execute("import time\nprint('first', flush=True)\ntime.sleep(3)\nprint('second')")
-    first_at = None
-    started = time.monotonic()
-    while True:
-        msg = kc.get_iopub_msg(timeout=20)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "stream" and "first" in msg["content"]["text"] and first_at is None:
-            first_at = time.monotonic() - started
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            break
-    assert first_at is not None and first_at < 2.5, first_at
+    gate = tmp_path / "gate"
+    msg_id = kc.execute("print('first', flush=True)\n" + ks.gate_code(gate) + "print('second')")
+    before = ks.wait_for_output(kc, msg_id, "first")
+    gate.touch()
+    reply, after, _ = ks.collect(kc, msg_id, timeout=30)
+    assert reply is not None and reply["status"] == "ok", reply
+    assert ks.stdout_of(before) == "first\n" and ks.stdout_of(after) == "second\n"
 
 
 def test_input_and_password_are_answered_by_the_frontend(kernel):
@@ -121,23 +113,20 @@ def test_interrupt_while_the_frontend_is_asked_for_input(kernel, interrupt):
     msg_id = kc.execute("input('never answered? ')", allow_stdin=True)
     request = kc.get_stdin_msg(timeout=30)
     assert request["content"]["prompt"] == "never answered? "
-    started = time.monotonic()
     if interrupt == "SIGINT":
         os.kill(km.provisioner.process.pid, signal.SIGINT)
     else:
         km.interrupt_kernel()
-    reply = ks.shell_reply(kc, msg_id)["content"]
-    assert time.monotonic() - started < 3.0
+    reply = ks.shell_reply(kc, msg_id, timeout=30)["content"]
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
+    assert "did not stop" not in reply["evalue"], reply  # the remote stopped: not given up on
     ks.drain_iopub(kc)
     assert ks.execute(kc, "print('still here')")[0]["status"] == "ok"
 
 
 def test_stdin_not_allowed_is_a_clear_error_not_a_hang(kernel):
     _, kc = kernel
-    started = time.monotonic()
-    reply, outputs, _ = ks.execute(kc, "input('x? ')", allow_stdin=False, timeout=20)
-    assert time.monotonic() - started < 10
+    reply, outputs, _ = ks.execute(kc, "input('x? ')", allow_stdin=False, timeout=30)
     assert reply["status"] == "error" and reply["ename"] == "StdinNotImplementedError"
     assert [o["msg_type"] for o in outputs].count("error") == 1
 
@@ -148,10 +137,9 @@ def test_silent_cells_send_no_output(kernel):
     assert reply["status"] == "ok" and outputs == []
 
 
-def test_interrupt_returns_within_two_seconds_and_the_kernel_lives(kernel):
+def test_interrupt_ends_the_cell_and_the_kernel_lives(kernel):
     km, kc = kernel
-    reply, _, elapsed = interrupt_sleep(km, kc)
-    assert elapsed < 2.0, elapsed
+    reply = interrupt_sleep(km, kc)
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
     ks.drain_iopub(kc)
     reply, outputs, _ = ks.execute(kc, "print('after')")
@@ -209,12 +197,13 @@ def test_shutdown_during_a_running_cell_exits_cleanly_and_ends_the_session(serve
         with ks.running_kernel(ks.server_env(server)) as (km, kc):
             assert ks.execute(kc, "pass", timeout=60)[0]["status"] == "ok"
             name = session_name_of(kc)
-            kc.execute("import time; time.sleep(60)")
-            time.sleep(1.0)
+            msg_id = kc.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(60)")
+            ks.wait_for_output(kc, msg_id, "sleeping")
             process = km.provisioner.process
-            started = time.monotonic()
+            # jupyter_client kills a kernel still there after this (a signal's exit code): a
+            # generous bound for a loaded machine, still far below the cell's 60 s
+            km.shutdown_wait_time = 20
             km.shutdown_kernel(now=False)
-            assert time.monotonic() - started < 4.0  # jupyter_client kills after 5 s
             assert process.returncode == 0
         with pytest.raises(errors.SessionNotFound):
             client.get_session(name)
@@ -236,17 +225,11 @@ def test_server_stopped_mid_cell_is_a_clear_error_and_the_kernel_lives(kernelspe
     with ks.start_server() as srv:
         with ks.running_kernel(ks.server_env(srv)) as (km, kc):
             assert ks.execute(kc, "pass", timeout=60)[0]["status"] == "ok"
-            msg_id = kc.execute("import time; time.sleep(30)")
-            time.sleep(1.0)
+            msg_id = kc.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(30)")
+            ks.wait_for_output(kc, msg_id, "sleeping")
             os.killpg(srv.proc.pid, signal.SIGKILL)  # a crash: the server and its kernels vanish
             srv.proc.wait(10)
-            stopped = time.monotonic()
-            while True:
-                msg = kc.get_shell_msg(timeout=15)
-                if msg["parent_header"].get("msg_id") == msg_id:
-                    break
-            assert time.monotonic() - stopped < 10
-            reply = msg["content"]
+            reply = ks.shell_reply(kc, msg_id, timeout=20)["content"]  # before the cell's 30 s
             assert reply["status"] == "error" and reply["ename"] in ("ConnectionFailed", "RequestTimeout")
             assert srv.url in reply["evalue"]
             ks.drain_iopub(kc)
@@ -289,9 +272,7 @@ def test_classic_input_is_answered_by_the_frontend(classic_kernel):
 
 def test_classic_stdin_refusal_is_a_clear_error_not_a_hang(classic_kernel):
     _, kc = classic_kernel
-    started = time.monotonic()
     reply, _, _ = ks.execute(kc, "input('x? ')", allow_stdin=False, timeout=30)
-    assert time.monotonic() - started < 10
     assert reply["status"] == "error" and reply["ename"] == "StdinNotImplementedError"
     assert "does not support input" in reply["evalue"]
     assert kc.kernel_info(reply=True, timeout=10)["content"]["status"] == "ok"
@@ -306,8 +287,7 @@ def test_classic_session_usable_after_stdin_refusal(classic_kernel):
 
 def test_classic_interrupt(classic_kernel):
     km, kc = classic_kernel
-    reply, _, elapsed = interrupt_sleep(km, kc)
-    assert elapsed < 2.0, elapsed
+    reply = interrupt_sleep(km, kc)
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
     ks.drain_iopub(kc)
     assert ks.execute(kc, "print('ok')")[0]["status"] == "ok"
@@ -339,12 +319,10 @@ def test_chatty_output_is_coalesced(kernel):
 
 def test_sigint_during_a_cell_interrupts_the_remote_not_the_kernel(kernel):
     km, kc = kernel
-    msg_id = kc.execute("import time; time.sleep(60)")
-    time.sleep(1.0)
-    started = time.monotonic()
+    msg_id = kc.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(60)")
+    ks.wait_for_output(kc, msg_id, "sleeping")
     os.kill(km.provisioner.process.pid, signal.SIGINT)
-    msg = ks.shell_reply(kc, msg_id)
-    assert time.monotonic() - started < 2.0
+    msg = ks.shell_reply(kc, msg_id, timeout=30)  # well before the 60 s are over
     assert msg["content"]["ename"] == "KeyboardInterrupt"
     assert km.is_alive()
     ks.drain_iopub(kc)
@@ -364,11 +342,12 @@ def test_batch_directive_and_file_listing(kernel):
 
 
 def test_a_second_interrupt_abandons_a_remote_that_will_not_stop(server, kernelspec_root):
-    stubborn = ("import time\nwhile True:\n    try:\n        time.sleep(60)\n"
+    stubborn = ("import time\nprint('started', flush=True)\nwhile True:\n    try:\n        time.sleep(60)\n"
                 "    except KeyboardInterrupt:\n        print('ignored', flush=True)\n")
     with ks.running_kernel(ks.server_env(server)) as (km, kc):
         assert ks.execute(kc, "pass", timeout=60)[0]["status"] == "ok"
-        ks.abandon_after_two_interrupts(km, kc, kc.execute(stubborn))
+        msg_id = kc.execute(stubborn)
+        ks.abandon_after_two_interrupts(kc, msg_id, running=lambda: ks.wait_for_output(kc, msg_id, "started"))
 
 
 def test_restart_gives_a_fresh_session_and_destroys_the_old_one(server, kernelspec_root):
@@ -391,10 +370,9 @@ def test_unreachable_endpoint_kernel_info_at_once_and_a_clear_cell_error(kernels
 
     url = f"http://127.0.0.1:{closed_port()}"
     env = {"BACKEND_ENDPOINT": url, "BACKEND_ACCESS_KEY": "AK", "BACKEND_SECRET_KEY": "SK"}
-    with ks.running_kernel(env, startup_timeout=10) as (km, kc):
-        started = time.monotonic()
-        info = kc.kernel_info(reply=True, timeout=5)["content"]
-        assert time.monotonic() - started < 2 and url in info["banner"]
+    with ks.running_kernel(env, startup_timeout=30) as (km, kc):
+        info = kc.kernel_info(reply=True, timeout=10)["content"]  # not held by connection attempts
+        assert url in info["banner"]
         reply, _, _ = ks.execute(kc, "print(1)", timeout=30)
         assert reply["ename"] == "ConnectionFailed" and url in reply["evalue"]
         assert "BACKEND_ENDPOINT" in reply["evalue"]
