@@ -8,11 +8,11 @@ import io
 import os
 import tarfile
 import threading
-import time
 import uuid
 
 import pytest
 
+import kernel_support as ks
 from remote_kernel import protocol
 from remote_kernel.client import errors
 from remote_kernel.client.loop import Done, Record
@@ -58,6 +58,26 @@ def run(client, sess, code, options=None, answers=()):
 
 def text_of(records, kind="stdout"):
     return "".join(d for k, d in records if k == kind)
+
+
+def start_run(client, sess, code):
+    """``run`` in a thread: (thread, box, first); ``first`` is set at the run's first record,
+    ``box`` gets ``records`` and ``done`` when it ends."""
+    box, first = {}, threading.Event()
+
+    def go():
+        records = []
+        for event in client.run(sess, code):
+            if isinstance(event, Record):
+                records.append((event.kind, event.data))
+                first.set()
+            elif isinstance(event, Done):
+                box["done"] = event
+        box["records"] = records
+
+    worker = threading.Thread(target=go, daemon=True)
+    worker.start()
+    return worker, box, first
 
 
 def test_root(server, client):
@@ -200,63 +220,60 @@ def test_input_jupyter_and_no_stdin(client, sess):
 
 
 def test_interrupt_sleep(client, sess):
-    box = {}
-
-    def go():
-        box["result"] = run(client, sess, "import time\nprint('sleeping', flush=True)\ntime.sleep(60)")
-        box["t"] = time.monotonic()
-
-    worker = threading.Thread(target=go)
-    worker.start()
-    time.sleep(1.0)
-    start = time.monotonic()
+    worker, box, sleeping = start_run(client, sess, "import time\nprint('sleeping', flush=True)\ntime.sleep(60)")
+    assert sleeping.wait(30), "the cell did not start"
     client.interrupt(sess)
-    worker.join(10)
+    worker.join(30)  # well before the cell's 60 s
     assert not worker.is_alive()
-    assert box["t"] - start < 2.0
-    records, _, done = box["result"]
+    records, done = box["records"], box["done"]
     assert done.exit_code == 1 and "KeyboardInterrupt" in text_of(records, "stderr")
     assert run(client, sess, "print('still alive')")[0] == [("stdout", "still alive\n")]
 
 
-def test_streaming_long_poll(client, sess):
-    code = "import time\nfor i in range(5):\n    print(i, flush=True)\n    time.sleep(0.3)"
-    t0 = time.monotonic()
+def test_streaming_long_poll(client, sess, tmp_path):
+    # Each line must come as it is printed: the cell goes on to the next one only once the test
+    # has received it (a server holding output until the end never lets the cell end).
+    gates = [tmp_path / f"gate-{i}" for i in range(4)]
+    code = "".join(f"print({i}, flush=True)\n" + ks.gate_code(gate, timeout=30) for i, gate in enumerate(gates))
     arrivals = []
-    for event in client.run(sess, code):
+    for event in client.run(sess, code + "print(4)"):
         if isinstance(event, Record):
-            arrivals.append((time.monotonic() - t0, event.data))
-    assert "".join(d for _, d in arrivals) == "0\n1\n2\n3\n4\n"
-    assert arrivals[0][0] < 0.5  # not held until the end
-    assert len(arrivals) >= 4  # each chunk as it comes
+            arrivals.append(event.data)
+            if len(arrivals) <= len(gates):
+                gates[len(arrivals) - 1].touch()
+    assert arrivals == ["0\n", "1\n", "2\n", "3\n", "4\n"]
 
 
-def test_output_kept_while_nobody_polls(client, sess):
-    first = client.execute(sess, "query", "import time\nprint('a', flush=True)\ntime.sleep(0.5)\nprint('b')",
-                           options={})
+def test_output_kept_while_nobody_polls(client, sess, tmp_path):
+    gate, printed = tmp_path / "gate", tmp_path / "printed"
+    code = ("print('a', flush=True)\n" + ks.gate_code(gate)
+            + f"print('b', flush=True)\nopen({str(printed)!r}, 'w').close()")
+    first = client.execute(sess, "query", code, options={})
     seen = [r[1] for r in first["console"]]
-    time.sleep(1.5)  # nobody waits; the rest must be kept
+    gate.touch()
+    ks.wait_for_file(printed)  # 'b' was printed while nobody waited: it must be kept
     while first["status"] != "finished":
         first = client.execute(sess, "continue", "", first["runId"])
         seen += [r[1] for r in first["console"]]
     assert "".join(seen) == "a\nb\n"
 
 
-def test_fifo_queue(client, sess):
-    results = {}
-
-    def go(tag, delay):
-        results[tag] = run(client, sess, f"import time\ntime.sleep({delay})\nprint('{tag}', time.monotonic())")
-
-    first = threading.Thread(target=go, args=("first", 1.0))
-    first.start()
-    time.sleep(0.3)
-    second = threading.Thread(target=go, args=("second", 0))
-    second.start()
-    first.join(20)
-    second.join(20)
-    t_first = float(text_of(results["first"][0]).split()[1])
-    t_second = float(text_of(results["second"][0]).split()[1])
+def test_fifo_queue(client, sess, tmp_path):
+    gate = tmp_path / "gate"
+    first, box, started = start_run(client, sess, "import time\nprint('started', flush=True)\n"
+                                    + ks.gate_code(gate) + "print('first', time.monotonic())")
+    assert started.wait(30), "the first cell did not start"
+    # submitted while the first one runs (its answer says the server has it), and not run yet
+    second = client.execute(sess, "query", "import time\nprint('second', time.monotonic())")
+    assert second["status"] == "continued" and second["console"] == [], second
+    gate.touch()
+    console = list(second["console"])
+    while second["status"] != "finished":
+        second = client.execute(sess, "continue", "", second["runId"])
+        console += second["console"]
+    first.join(30)
+    t_first = float(text_of(box["records"]).split()[-1])
+    t_second = float(text_of(console).split()[1])
     assert t_second > t_first  # queued behind, not concurrent
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 import uuid
 
@@ -16,6 +15,7 @@ import requests
 import websocket
 from server_fixture import start_server
 
+import kernel_support as ks
 from remote_kernel import protocol
 from remote_kernel.client.auth import BackendAIAuth
 
@@ -62,6 +62,19 @@ def stream(server, sess, code, options=None, replies=(), family="session"):
         ws.close()
 
 
+def gated_stream(server, sess, code, gate, options=None, replies=()):
+    """``stream`` for a ``code`` that waits for the file ``gate``: the gate is opened once the
+    first frame has come, so that frame came while the run still went on."""
+    ws = connect(server, f"/stream/session/{sess}/execute")
+    try:
+        ws.send(json.dumps({"mode": "query", "code": code, "options": options or {}}))
+        first = (time.monotonic(), json.loads(ws.recv()))
+        gate.touch()
+        return [first] + frames(ws, replies)
+    finally:
+        ws.close()
+
+
 def stdout(got) -> str:
     return "".join(d for _, f in got for k, d in f["console"] if k == "stdout")
 
@@ -75,14 +88,15 @@ def sess(server):
     client.destroy_session(n)
 
 
-def test_frames_arrive_as_output_is_flushed(server, sess):
-    got = stream(server, sess, "import time\nprint('a', flush=True)\ntime.sleep(0.5)\nprint('b')")
+def test_frames_arrive_as_output_is_flushed(server, sess, tmp_path):
+    # sent at once, not held until the end: the run waits for the first frame to arrive
+    gate = tmp_path / "gate"
+    got = gated_stream(server, sess, "print('a', flush=True)\n" + ks.gate_code(gate) + "print('b')", gate)
     assert len(got) >= 2
     assert all(set(f) == FRAME_KEYS for _, f in got)  # no runId, no cursor
-    first_at, first = got[0]
-    last_at, last = got[-1]
+    first = got[0][1]
+    last = got[-1][1]
     assert first["status"] == "continued" and first["console"] == [["stdout", "a\n"]]
-    assert last_at - first_at > 0.35  # sent at once, not held until the end
     assert last["status"] == "finished" and last["exitCode"] == 0 and last["files"] == []
     assert [f["status"] for _, f in got[:-1]] == ["continued"] * (len(got) - 1)
     assert all(f["console"] for _, f in got)  # empty continued results are not sent
@@ -202,10 +216,16 @@ def _start_sleeper(server, sess):
 
 
 def _answers_promptly(server, sess):
-    start = time.monotonic()
-    result = server.client().execute(sess, "query", "print('after')")
-    assert result["status"] == "finished" and result["console"] == [["stdout", "after\n"]]
-    assert time.monotonic() - start < 2.0  # not queued behind a 60 s sleep
+    # not queued behind a 60 s sleep: the run ends within a (generous) 30 s
+    client = server.client()
+    result = client.execute(sess, "query", "print('after')")
+    console = list(result["console"])
+    deadline = time.monotonic() + 30
+    while result["status"] != "finished":
+        assert time.monotonic() < deadline, "the run waited behind the one that was left"
+        result = client.execute(sess, "continue", "", result["runId"])
+        console += result["console"]
+    assert console == [["stdout", "after\n"]]
 
 
 @pytest.mark.parametrize("how", ["close", "drop"])
@@ -218,17 +238,26 @@ def test_leaving_interrupts_the_run(server, sess, how):
     _answers_promptly(server, sess)
 
 
-def test_leaving_while_queued_drops_the_run(server, sess):
-    box = {}
-    blocker = threading.Thread(target=lambda: box.update(got=stream(server, sess, "import time\ntime.sleep(1.5)")))
-    blocker.start()
-    time.sleep(0.5)
+def test_leaving_while_queued_drops_the_run(server, sess, tmp_path):
+    gate = tmp_path / "gate"
+    blocker = connect(server, f"/stream/session/{sess}/execute")
+    blocker.send(json.dumps({"mode": "query", "code": "print('running', flush=True)\n" + ks.gate_code(gate)}))
+    assert json.loads(blocker.recv())["console"] == [["stdout", "running\n"]]
     ws = connect(server, f"/stream/session/{sess}/execute")
     ws.send(json.dumps({"mode": "query", "code": "import pathlib\npathlib.Path('queued-ran').touch()"}))
-    time.sleep(0.3)  # the server has queued it
+    # The server has queued it once the pong is back: frames are read in order, and the run
+    # is submitted by a task woken by the query frame, before anything that comes later.
+    ws.ping()
+    assert ws.recv_data(control_frame=True)[0] == websocket.ABNF.OPCODE_PONG
     ws.close()
-    blocker.join(20)
-    assert box["got"][-1][1]["exitCode"] == 0  # the running cell was not interrupted
+    # an API round trip after the close: the server has dealt with the leaving client
+    server.client().get_session(sess)
+    gate.touch()
+    try:
+        got = frames(blocker)
+    finally:
+        blocker.close()
+    assert got[-1][1]["exitCode"] == 0  # the running cell was not interrupted
     result = server.client().execute(sess, "query", "import os\nprint(os.path.exists('queued-ran'))")
     assert result["console"] == [["stdout", "False\n"]]  # the queued one never ran
 
@@ -291,15 +320,15 @@ def classic(tmp_path_factory):
         assert "Traceback" not in log.read()
 
 
-def test_classic_server_streams_the_same(classic):
+def test_classic_server_streams_the_same(classic, tmp_path):
     n = name()
     classic.client().create_session("python", name=n)
-    got = stream(classic, n, "import time\nprint('a', flush=True)\ntime.sleep(0.5)\nprint(input('Q? '))",
-                 options={"outputs": "jupyter", "allowStdin": False}, replies=["yes"])  # options ignored
+    gate = tmp_path / "gate"  # the first frame comes at once: the run waits for it
+    got = gated_stream(classic, n, "print('a', flush=True)\n" + ks.gate_code(gate) + "print(input('Q? '))", gate,
+                       options={"outputs": "jupyter", "allowStdin": False}, replies=["yes"])  # options ignored
     assert all(set(f) == FRAME_KEYS for _, f in got)
     assert got[0][1]["console"] == [["stdout", "a\n"]]
-    ask_at, ask = next((t, f) for t, f in got if f["status"] == "waiting-input")
-    assert ask_at - got[0][0] > 0.35  # the first frame came at once
+    ask = next(f for _, f in got if f["status"] == "waiting-input")
     assert ask["options"] == {"is_password": False} and ask["console"] == [["stdout", "Q? "]]
     assert stdout(got) == "a\nQ? yes\n" and got[-1][1]["status"] == "finished" and got[-1][1]["exitCode"] == 0
 
