@@ -35,8 +35,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """An option's help ends with its default ("(default: 8090)") unless the help already says
+    it or there is none to say (no value, a switch, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or action.nargs == 0 or "default" in text or default is None
+                or default is argparse.SUPPRESS or default == []):
+            return text
+        return text + " (default: %(default)s)"
+
+
 class _SubcommandParser(argparse.ArgumentParser):
     unavailable: str | None = None  # why this subcommand's module cannot be imported
+
+    def __init__(self, *args, **kwargs):
+        # every subcommand's --help shows its defaults, whichever module defines the options
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def parse_known_args(self, args=None, namespace=None):
         if self.unavailable:  # any use, --help included, is that error
