@@ -41,15 +41,16 @@ class Listener(Protocol):
 class InnerKernel:
     def __init__(self, kernel_name: str, kernel_specs, files_prefix: str, start_timeout: float,
                  log: logging.LoggerAdapter):
-        self.kernel_name = kernel_name
+        """``files_prefix``: the path its IPC sockets and its log file start with."""
+        self._kernel_name = kernel_name
         self._kernel_specs = kernel_specs
         self._sockets_prefix = files_prefix
-        self.log_path = files_prefix + ".log"  # the kernel's own stdout and stderr
+        self._log_path = files_prefix + ".log"  # the kernel's own stdout and stderr
         self._start_timeout = start_timeout
         self._log = log
-        self.km: AsyncKernelManager | None = None
-        self.kc = None
-        self.pgid: int | None = None
+        self._km: AsyncKernelManager | None = None
+        self._kc = None
+        self._pgid: int | None = None
         self._log_file = None
         self._listeners: dict[str, Listener] = {}
         self._replies: dict[str, asyncio.Future] = {}
@@ -61,11 +62,11 @@ class InnerKernel:
     @property
     def _process(self):
         """The kernel's ``Popen``; None before it was launched."""
-        return getattr(getattr(self.km, "provisioner", None), "process", None)
+        return getattr(getattr(self._km, "provisioner", None), "process", None)
 
     @property
     def pid(self) -> int:
-        return self.km.provisioner.pid
+        return self._km.provisioner.pid
 
     def running(self) -> bool:
         process = self._process
@@ -76,42 +77,42 @@ class InnerKernel:
         return None if process is None else process.poll()
 
     async def is_alive(self) -> bool:
-        return await self.km.is_alive()
+        return await self._km.is_alive()
 
     async def start(self, cwd: str, env: dict) -> None:
         # IPC sockets in our private directory, not TCP: ports picked then released by
         # jupyter_client race with every other kernel starting on the machine ("Address
         # already in use"), and the inner kernel is always local to the server anyway.
-        self.km = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc", ip=self._sockets_prefix,
+        self._km = AsyncKernelManager(kernel_name=self._kernel_name, transport="ipc", ip=self._sockets_prefix,
                                      kernel_spec_manager=self._kernel_specs)
         # kept open for the kernel's life: a restart launches the kernel again with it
-        self._log_file = open(self.log_path, "ab")
-        await self.km.start_kernel(cwd=cwd, env=env, stdout=self._log_file, stderr=self._log_file)
+        self._log_file = open(self._log_path, "ab")
+        await self._km.start_kernel(cwd=cwd, env=env, stdout=self._log_file, stderr=self._log_file)
         self._note_process_group()
-        self.kc = self.km.client()
-        self.kc.start_channels()
-        await self.kc.wait_for_ready(timeout=self._start_timeout)
+        self._kc = self._km.client()
+        self._kc.start_channels()
+        await self._kc.wait_for_ready(timeout=self._start_timeout)
         self._readers = [asyncio.create_task(coro) for coro in
                          (self._read_iopub(), self._read_shell(), self._read_stdin())]
 
     def _note_process_group(self) -> None:
         with contextlib.suppress(OSError, AttributeError, TypeError):
-            self.pgid = os.getpgid(self.km.provisioner.pid)
+            self._pgid = os.getpgid(self._km.provisioner.pid)
 
     async def stop(self, grace: float = KERNEL_GRACE, interrupt_first: bool = False) -> None:
         """Stop reading, halt the kernel (``_halt``) and remove its files."""
         await cancel_all(self._readers)
-        if self.kc is not None:
+        if self._kc is not None:
             with contextlib.suppress(Exception):
-                self.kc.stop_channels()
-        if self.km is not None:
+                self._kc.stop_channels()
+        if self._km is not None:
             await self._halt(grace, interrupt_first=interrupt_first)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.km.cleanup_resources(), 2)
+                await asyncio.wait_for(self._km.cleanup_resources(), 2)
         if self._log_file is not None:
             self._log_file.close()
         with contextlib.suppress(OSError):
-            os.unlink(self.log_path)
+            os.unlink(self._log_path)
 
     async def _halt(self, grace: float, interrupt_first: bool = False) -> None:
         """Ask the kernel to shut down, wait at most ``grace`` s, then kill its process group
@@ -121,7 +122,7 @@ class InnerKernel:
         A kernel busy with a cell acts on the shutdown request only once the cell ends, so it
         is interrupted first (``interrupt_first``): a destroyed session whose cell sleeps then
         exits in a fraction of a second instead of being killed after ``grace``."""
-        km = self.km
+        km = self._km
         process = self._process
         if grace > 0 and process is not None and process.poll() is None:
             if interrupt_first:
@@ -142,9 +143,9 @@ class InnerKernel:
                 await asyncio.sleep(0.02)
 
     def kill_group(self) -> None:
-        if self.pgid is not None and self.pgid != os.getpgid(0):
+        if self._pgid is not None and self._pgid != os.getpgid(0):
             with contextlib.suppress(OSError):
-                os.killpg(self.pgid, signal.SIGKILL)
+                os.killpg(self._pgid, signal.SIGKILL)
 
     def kill(self) -> None:
         """At once, without waiting: SIGKILL to the kernel and its process group."""
@@ -161,7 +162,7 @@ class InnerKernel:
         # finds it gone and only has to launch the new one
         await self._halt(grace=0)
         try:
-            await asyncio.wait_for(self.km.restart_kernel(now=True, cwd=cwd), self._start_timeout)
+            await asyncio.wait_for(self._km.restart_kernel(now=True, cwd=cwd), self._start_timeout)
         except Exception as exc:  # noqa: BLE001
             self._log.warning("restart failed: %s", type(exc).__name__)
             raise APIProblem(500, "kernel-restart-failed", "Kernel restart failed.") from None
@@ -169,7 +170,7 @@ class InnerKernel:
         # (not kc.wait_for_ready: our shell reader owns the shell channel now)
         deadline = time.monotonic() + self._start_timeout
         while await self.request("kernel_info", timeout=1.0) is None:
-            if time.monotonic() > deadline or not await self.km.is_alive():
+            if time.monotonic() > deadline or not await self._km.is_alive():
                 raise APIProblem(500, "kernel-restart-failed", "Kernel restart failed.",
                                  "the kernel did not come back")
         # iopub is a SUB socket that reconnects in its own time: until it has, a cell's output
@@ -180,7 +181,7 @@ class InnerKernel:
                                  "the kernel's output channel did not come back")
 
     async def _iopub_connected(self, timeout: float) -> bool:
-        msg_id = self.kc.kernel_info()
+        msg_id = self._kc.kernel_info()
         seen = self._iopub_seen[msg_id] = asyncio.Event()
         try:
             await asyncio.wait_for(seen.wait(), timeout)
@@ -191,12 +192,12 @@ class InnerKernel:
             self._iopub_seen.pop(msg_id, None)
 
     async def interrupt(self) -> None:
-        await self.km.interrupt_kernel()
+        await self._km.interrupt_kernel()
 
     def read_log(self, limit: int) -> str:
         """The last ``limit`` bytes the kernel wrote to its stdout and stderr."""
         try:
-            with open(self.log_path, "rb") as handle:
+            with open(self._log_path, "rb") as handle:
                 handle.seek(0, os.SEEK_END)
                 size = handle.tell()
                 handle.seek(max(0, size - limit))
@@ -208,7 +209,7 @@ class InnerKernel:
 
     def execute(self, code: str, allow_stdin: bool, listener: Listener) -> str:
         """Send an execute_request; its messages go to ``listener`` until ``forget``."""
-        msg_id = self.kc.execute(code, silent=False, store_history=True, allow_stdin=allow_stdin,
+        msg_id = self._kc.execute(code, silent=False, store_history=True, allow_stdin=allow_stdin,
                                  stop_on_error=False)
         self._listeners[msg_id] = listener
         return msg_id
@@ -217,13 +218,13 @@ class InnerKernel:
         self._listeners.pop(msg_id, None)
 
     def send_input(self, text: str) -> None:
-        self.kc.input(text)
+        self._kc.input(text)
 
     async def request(self, kind: str, timeout: float = SHELL_TIMEOUT, **kwargs) -> dict | None:
         """A shell request (kernel_info, complete, inspect, is_complete) and its reply's content;
         None when it does not answer in time (it answers shell requests one at a time, so a
         running cell delays them)."""
-        msg_id = getattr(self.kc, kind)(**kwargs)
+        msg_id = getattr(self._kc, kind)(**kwargs)
         future = asyncio.get_running_loop().create_future()
         self._replies[msg_id] = future
         try:
@@ -240,14 +241,14 @@ class InnerKernel:
         while True:
             frames = await channel.socket.recv_multipart(copy=True)
             try:
-                _idents, frames = self.kc.session.feed_identities(frames)
-                return self.kc.session.deserialize(frames)
+                _idents, frames = self._kc.session.feed_identities(frames)
+                return self._kc.session.deserialize(frames)
             except Exception:  # noqa: BLE001 - a malformed or unsigned message is dropped
                 self._log.warning("dropped a malformed kernel message")
 
     async def _read_iopub(self) -> None:
         while True:
-            msg = await self._recv(self.kc.iopub_channel)
+            msg = await self._recv(self._kc.iopub_channel)
             parent = msg.get("parent_header", {}).get("msg_id")
             listener = self._listeners.get(parent)
             if listener is not None:
@@ -257,7 +258,7 @@ class InnerKernel:
 
     async def _read_shell(self) -> None:
         while True:
-            msg = await self._recv(self.kc.shell_channel)
+            msg = await self._recv(self._kc.shell_channel)
             parent = msg.get("parent_header", {}).get("msg_id")
             listener = self._listeners.get(parent)
             if listener is not None and msg.get("msg_type") == "execute_reply":
@@ -269,7 +270,7 @@ class InnerKernel:
 
     async def _read_stdin(self) -> None:
         while True:
-            msg = await self._recv(self.kc.stdin_channel)
+            msg = await self._recv(self._kc.stdin_channel)
             listener = self._listeners.get(msg.get("parent_header", {}).get("msg_id"))
             if listener is not None and msg.get("msg_type") == "input_request":
                 listener.on_input_request(msg.get("content") or {})
