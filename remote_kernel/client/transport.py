@@ -65,6 +65,10 @@ def _not_sent(exc: BaseException) -> bool:
 class Transport:
     """Sends requests to the first endpoint that answers, and remembers it."""
 
+    # Plain-HTTP servers on this machine get the lean adapter (client/loopback.py);
+    # bench/bench_loopback.py and the tests turn it off to compare it with urllib3.
+    lean_loopback = True
+
     def __init__(
         self,
         endpoints: Sequence[str],
@@ -104,11 +108,12 @@ class Transport:
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        # A server on this machine (the embedded one) gets the lean adapter: half the CPU.
-        self._lean = LoopbackAdapter(adapter, max_idle=pool_size)
         self._lean_endpoints = {e for e in self.endpoints if e.lower().startswith("http://") and _is_loopback(e)}
-        for endpoint in self._lean_endpoints:
-            self.session.mount(endpoint + "/", self._lean)
+        self._direct_adapter: Any = adapter
+        if self.lean_loopback:
+            self._direct_adapter = LoopbackAdapter(adapter, max_idle=pool_size)
+            for endpoint in self._lean_endpoints:
+                self.session.mount(endpoint + "/", self._direct_adapter)
 
     @classmethod
     def from_config(cls, config: Any, auth: requests.auth.AuthBase | None = None, **kwargs: Any) -> "Transport":
@@ -256,11 +261,11 @@ class Transport:
 
     def _send_direct(self, method: str, url: str, *, json: Any = None, headers: dict | None = None,
                      auth: Any = None, timeout: Any = None, **_unused: Any) -> requests.Response:
-        """A plain JSON call to a server on this machine, straight to the loopback adapter.
+        """A plain JSON call to a server on this machine, straight to its adapter.
 
         ``Session.request`` would merge settings this call never has (cookies, proxies, hooks,
         parameters; requests 2.34 checks several of them against runtime Protocols) and parse
-        the URL again: ~0.4 ms of CPU of every execute call, most of what the client spends.
+        the URL again: most of what the client spent per execute call (bench/README.md).
         The request is built as the session builds it: its default headers, then ours, the body
         as JSON, then the signature."""
         request = requests.PreparedRequest()
@@ -271,9 +276,11 @@ class Transport:
         if json is not None:
             request.body = jsonio.dumps(json)
             request.headers["Content-Type"] = "application/json"
+        request.prepare_content_length(request.body)  # else requests' adapter sends the body chunked
         if auth is not None:
             request = auth(request)
-        return self._lean.send(request, stream=True, timeout=timeout)
+        return self._direct_adapter.send(request, stream=True, timeout=timeout, verify=self.session.verify,
+                                         proxies={})
 
 
 def _plain(kwargs: dict) -> bool:
