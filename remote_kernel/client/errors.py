@@ -131,7 +131,23 @@ class MethodNotAllowed(APIError):
 
 
 class ConnectionFailed(APIError):
+    """``causes``: ``(endpoint, why)`` for each endpoint tried, when none could be reached."""
+
     hint = "start the server or check BACKEND_ENDPOINT (every endpoint was tried)"
+
+    def __init__(self, *args: Any, causes: list[tuple[str, str]] | None = None, **kwargs: Any):
+        self.causes = list(causes or [])
+        reasons = {why for _, why in self.causes}
+        if len(reasons) == 1 and not kwargs.get("msg"):
+            kwargs["msg"] = reasons.pop()  # the same for all: said once, after the endpoints
+        super().__init__(*args, **kwargs)
+
+    def _message(self) -> str:
+        if len({why for _, why in self.causes}) < 2:
+            return super()._message()
+        # each endpoint named once, with its own reason
+        where = f"{self.request} at " if self.request else ""
+        return f"{where}{'; '.join(f'{url}: {why}' for url, why in self.causes)} ({self.hint})"
 
 
 class RequestTimeout(APIError):

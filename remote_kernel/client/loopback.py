@@ -1,15 +1,17 @@
 """A lean ``requests`` transport adapter for plain-HTTP endpoints on this machine (the embedded
 server).
 
-Through urllib3, one execute call cost the bridge ~1.2 ms of CPU, half of it in layers a
-loopback connection never needs (pool and retry objects, header wrappers, proxy and TLS logic),
-and it sent the headers and the body as two segments.  This adapter keeps a few keep-alive
-``http.client`` connections, writes each request with one ``sendall`` and parses the answer
-with ``http.client`` itself: ~0.6 ms of CPU per call, ~0.9 ms less latency (measured in bench/).
+urllib3 spends CPU in layers a loopback connection never needs (pool and retry objects, header
+wrappers, proxy and TLS logic) and sends the headers and the body as two segments.  This
+adapter keeps a few keep-alive ``http.client`` connections, writes each request with one
+``sendall`` and parses the answer with ``http.client`` itself.  What that saves a trivial cell
+is measured by bench/bench_loopback.py (figures in bench/README.md); it is kept because it is
+not nothing.
 
 Failures raise the same ``requests`` exceptions ``HTTPAdapter`` raises, wrapping the same
 urllib3 causes, so the transport's retry rules (``transport._not_sent`` and friends) read them
-unchanged.  Anything this adapter does not do (TLS, a proxy, a streamed body) goes to a stock
+unchanged; answers go through the stock adapter's urllib3 ``Retry`` (``max_retries``) as they do
+there.  Anything this adapter does not do (TLS, a proxy, a streamed body) goes to that stock
 ``HTTPAdapter``.
 """
 
@@ -56,6 +58,23 @@ class LoopbackAdapter(BaseAdapter):
         connect_timeout, read_timeout = _timeouts(timeout)
         address = (parts.hostname or "127.0.0.1", parts.port or 80)
         message = _encode(request, body or b"")
+        retry = self.fallback.max_retries
+        while True:
+            answer, content = self._round_trip(address, message, request, connect_timeout, read_timeout)
+            # the same urllib3 Retry decides which answers to wait out and repeat
+            seen = _Answered(answer)
+            if not retry.is_retry(request.method or "", answer.status, bool(answer.getheader("Retry-After"))):
+                break
+            try:
+                retry = retry.increment(request.method, request.url, response=seen)
+            except urllib3.exceptions.MaxRetryError:
+                break
+            retry.sleep(seen)
+        return _response(request, answer, content)
+
+    def _round_trip(self, address: tuple[str, int], message: bytes, request: requests.PreparedRequest,
+                    connect_timeout: float | None, read_timeout: float | None
+                    ) -> tuple[http.client.HTTPResponse, bytes]:
         sock = self._take(address)
         if sock is None:
             sock = _connect(address, connect_timeout, request)
@@ -68,7 +87,7 @@ class LoopbackAdapter(BaseAdapter):
             sock.close()
         else:
             self._give_back(address, sock)
-        return _response(request, answer, content)
+        return answer, content
 
     def _take(self, address: tuple[str, int]) -> socket.socket | None:
         with self._lock:
@@ -164,6 +183,17 @@ def _dropped(sock: socket.socket) -> bool:
     except (OSError, ValueError):
         return True
     return bool(readable)
+
+
+class _Answered:
+    """What urllib3's ``Retry`` reads of an answer."""
+
+    def __init__(self, answer: http.client.HTTPResponse):
+        self.status = answer.status
+        self.headers = answer.headers
+
+    def get_redirect_location(self) -> bool:
+        return False  # redirects are never followed
 
 
 class _Body:

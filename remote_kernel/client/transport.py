@@ -3,13 +3,18 @@ few retries that are safe.
 
 Retry policy (why: an execute ``query`` that reached the server must never run twice):
 
+* 429 / 503: the server refused without acting; wait (``Retry-After`` / ``X-RateLimit-Window``,
+  at most ``max_wait`` seconds in all) and repeat — safe for every method.  urllib3's ``Retry``,
+  mounted on the adapter, does this (:class:`WaitWhenAsked`);
 * connection failed before anything was sent (refused, DNS, connect timeout, TLS handshake):
   try the next endpoint, then start over with backoff — safe for every method;
-* 429 / 503: the server refused without acting; wait (``Retry-After`` / ``X-RateLimit-Window``,
-  capped) and repeat — safe for every method;
 * the connection broke or timed out after the request went out, or 502/504: repeat only when
   the request is idempotent (GET/HEAD/OPTIONS by default, or ``idempotent=True`` from the
   caller — e.g. a ``continue`` of a resumable run).
+
+The last two stay here, not in the mounted ``Retry``: it retries on one host (fail-over is
+across hosts), it is chosen per adapter (idempotency is per call), and it never sees a break
+while the body is read (requests streams bodies), nor an answer cut short by an orderly close.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ log = logging.getLogger("remote_kernel.client")
 
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _WAIT_STATUSES = frozenset({429, 503})
+_MOST_WAITS = 5  # even a server that always asks for 0 s is given up on
 _IDEMPOTENT_RETRY_STATUSES = frozenset({502, 504})
 _NOT_SENT_ERRORS = (
     urllib3.exceptions.NewConnectionError,  # refused, unreachable, DNS (NameResolutionError)
@@ -60,6 +66,61 @@ def _not_sent(exc: BaseException) -> bool:
             stack.append(item.__cause__)
             stack.append(item.__context__)
     return False
+
+
+class WaitWhenAsked(urllib3.util.Retry):
+    """urllib3's ``Retry`` for answers that say "not now" (429, 503) and nothing else: wait as
+    long as ``Retry-After`` (delta or HTTP date) or ``X-RateLimit-Window`` asks, else back off,
+    and give up at once — returning that answer — when the wait would pass ``max_wait`` seconds
+    in all.  ``sleep`` is injectable so that tests need not wait."""
+
+    def __init__(self, *args: Any, max_wait: float = 30.0, waited: float = 0.0,
+                 sleep: Callable[[float], None] = time.sleep, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.max_wait = max_wait
+        self.waited = waited
+        self._sleep = sleep
+
+    @classmethod
+    def policy(cls, *, max_wait: float, backoff: float, sleep: Callable[[float], None]) -> "WaitWhenAsked":
+        return cls(total=None, connect=0, read=False, other=0, redirect=False, status=_MOST_WAITS,
+                   status_forcelist=_WAIT_STATUSES, allowed_methods=None, backoff_factor=backoff,
+                   raise_on_status=False, raise_on_redirect=False, max_wait=max_wait, sleep=sleep)
+
+    def new(self, **kw: Any) -> "WaitWhenAsked":
+        kw.setdefault("max_wait", self.max_wait)
+        kw.setdefault("waited", self.waited)
+        kw.setdefault("sleep", self._sleep)
+        return super().new(**kw)
+
+    def get_retry_after(self, response: Any) -> float | None:
+        seconds = errors.retry_after_seconds(response.headers)
+        if seconds is None and response.headers.get("Retry-After"):
+            try:  # an HTTP date
+                seconds = self.parse_retry_after(response.headers["Retry-After"])
+            except urllib3.exceptions.InvalidHeader:
+                return None
+        return seconds
+
+    def delay(self, response: Any) -> float:
+        asked = self.get_retry_after(response)
+        return self.get_backoff_time() if asked is None else asked
+
+    def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
+                  error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> "WaitWhenAsked":
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        if response is not None and error is None:
+            delay = retry.delay(response)
+            if self.waited + delay > self.max_wait:
+                raise urllib3.exceptions.MaxRetryError(
+                    _pool, url, urllib3.exceptions.ResponseError(f"asked to wait {delay:g} s"))
+            retry.waited = self.waited + delay
+        return retry
+
+    def sleep(self, response: Any = None) -> None:
+        delay = self.delay(response) if response is not None else self.get_backoff_time()
+        if delay > 0:
+            self._sleep(delay)
 
 
 class Transport:
@@ -96,7 +157,6 @@ class Transport:
         # flaky network may break several answers in a row, and re-sending them is safe.
         self.reset_budget = reset_budget
         self.backoff = backoff
-        self.max_wait = max_wait
         self._sleep = sleep
         self._current = 0
         self.session = requests.Session()
@@ -104,8 +164,10 @@ class Transport:
         if all(_is_loopback(e) for e in self.endpoints):
             # A proxy from the environment must not intercept a local (embedded) server.
             self.session.trust_env = False
-        # One keep-alive pool per host; urllib3 retries are off because we decide what is safe.
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        # One keep-alive pool per host; urllib3 retries only what the server asked us to wait for.
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+        self._adapter = adapter
+        self.max_wait = max_wait
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self._lean_endpoints = {e for e in self.endpoints if e.lower().startswith("http://") and _is_loopback(e)}
@@ -127,6 +189,15 @@ class Transport:
             connect_timeout=config.connection_timeout, read_timeout=config.read_timeout,
             verify=verify, **kwargs,
         )
+
+    @property
+    def max_wait(self) -> float:
+        """Seconds a call may wait in all for a server that answers 429/503."""
+        return self._adapter.max_retries.max_wait
+
+    @max_wait.setter
+    def max_wait(self, seconds: float) -> None:
+        self._adapter.max_retries = WaitWhenAsked.policy(max_wait=seconds, backoff=self.backoff, sleep=self._sleep)
 
     @property
     def endpoint(self) -> str:
@@ -162,7 +233,7 @@ class Transport:
         if idempotent is None:
             idempotent = method in _IDEMPOTENT_METHODS
         call = f"{method} {path}"
-        waited = 0.0
+        timeout = timeout or self.timeout
         connect_rounds = 0
         idempotent_tries = 0
         first_break: float | None = None
@@ -170,8 +241,7 @@ class Transport:
             try:
                 response = self._send_with_failover(
                     method, path, json=json, data=data, files=files, params=params,
-                    headers=headers, auth=self.auth if authenticated else None,
-                    timeout=timeout or self.timeout,
+                    headers=headers, auth=self.auth if authenticated else None, timeout=timeout,
                 )
                 if _cut_off(response):
                     raise requests.exceptions.ConnectionError("the answer was cut off before its end")
@@ -179,7 +249,7 @@ class Transport:
                 connect_rounds += 1
                 if connect_rounds > self.connect_retries:
                     raise errors.ConnectionFailed(
-                        ", ".join(self.endpoints), msg=failure.describe(), request=call,
+                        ", ".join(self.endpoints), request=call, causes=failure.causes(),
                     ) from failure.last
                 self._pause(self.backoff * 2 ** (connect_rounds - 1))
                 continue
@@ -198,7 +268,7 @@ class Transport:
                 note = "" if idempotent else "; not retried because it may have reached the server"
                 if isinstance(exc, requests.exceptions.Timeout):
                     raise errors.RequestTimeout(
-                        self.endpoint, msg=f"no answer within {self.timeout[1]:g} s{note}", request=call,
+                        self.endpoint, msg=f"no answer within {_read_timeout(timeout):g} s{note}", request=call,
                     ) from None
                 raise errors.ConnectionFailed(
                     self.endpoint, msg=f"connection lost: {describe_failure(exc)}{note}", request=call,
@@ -213,17 +283,7 @@ class Transport:
             status = response.status_code
             if 200 <= status < 300:
                 return response
-            if status in _WAIT_STATUSES:
-                delay = errors.retry_after_seconds(response.headers)
-                if delay is None:
-                    delay = self.backoff * 2 ** min(idempotent_tries + connect_rounds, 6)
-                if waited + delay <= self.max_wait:
-                    log.debug("%s answered %s; waiting %.2f s", call, status, delay)
-                    waited += delay
-                    response.close()
-                    self._pause(delay)
-                    continue
-            elif status in _IDEMPOTENT_RETRY_STATUSES and idempotent and idempotent_tries < self.idempotent_retries:
+            if status in _IDEMPOTENT_RETRY_STATUSES and idempotent and idempotent_tries < self.idempotent_retries:
                 idempotent_tries += 1
                 response.close()
                 self._pause(self.backoff * 2 ** (idempotent_tries - 1))
@@ -323,6 +383,10 @@ def _cut_off(response: requests.Response) -> bool:
     return not response.content
 
 
+def _read_timeout(timeout: Any) -> float:
+    return timeout[1] if isinstance(timeout, tuple) else timeout
+
+
 def _is_loopback(url: str) -> bool:
     host = (urlsplit(url).hostname or "").lower()
     return host in ("localhost", "::1") or host.startswith("127.")
@@ -336,8 +400,8 @@ class _NothingSent(Exception):
         self.failures = failures
         self.last = failures[-1][1] if failures else None
 
-    def describe(self) -> str:
-        return "; ".join(f"{url}: {describe_failure(exc)}" for url, exc in self.failures)
+    def causes(self) -> list[tuple[str, str]]:
+        return [(url, describe_failure(exc)) for url, exc in self.failures]
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -1,0 +1,149 @@
+"""The transport over real loopback sockets, through both adapters a server on this machine can
+be reached by (the lean one and urllib3's): what is sent, waits a server asks for (429/503,
+urllib3's Retry mounted on the adapter), endpoints that cannot be reached (each named once)
+and breaks after sending (only safe calls repeated)."""
+
+from __future__ import annotations
+
+import email.utils
+import socket
+import time
+
+import pytest
+
+from _fakes import Reply, ScriptedServer, closed_port, problem
+from _relay import Listener
+from remote_kernel.client import APIConfig, Client, errors
+from remote_kernel.client.loopback import LoopbackAdapter
+from remote_kernel.client.transport import Transport
+
+SECRET = "sk-retries-secret"
+OK = Reply(200, {"result": {"runId": "ab" * 16, "status": "finished", "exitCode": 0, "console": []}})
+
+
+@pytest.fixture(params=["lean", "urllib3"])
+def adapter(request, monkeypatch):
+    """Both adapters a loopback server can be reached through."""
+    monkeypatch.setattr(Transport, "lean_loopback", request.param == "lean")
+    return request.param
+
+
+def client_for(*urls, sleeps=None, connection_timeout=2.0, read_timeout=10.0, **transport_kw):
+    cfg = APIConfig(endpoint=list(urls), access_key="AK", secret_key=SECRET,
+                    connection_timeout=connection_timeout, read_timeout=read_timeout)
+    sleep = sleeps.append if sleeps is not None else (lambda s: None)
+    return Client(cfg, Transport.from_config(cfg, sleep=sleep, **transport_kw))
+
+
+def test_the_adapter_fixture_picks_the_adapter(adapter):
+    with ScriptedServer([OK]) as server:
+        with client_for(server.url) as client:
+            lean = isinstance(client.transport.session.get_adapter(server.url + "/session/x"), LoopbackAdapter)
+            assert lean == (adapter == "lean")
+
+
+def test_a_json_call_is_sent_whole_with_its_length(adapter):
+    with ScriptedServer([OK]) as server:
+        with client_for(server.url) as client:
+            client.execute("rk-ln12", "query", "print('héllo')")
+    request = server.requests[0]
+    assert request.headers["Content-Length"] == str(len(request.body)) and "Transfer-Encoding" not in request.headers
+    assert request.json()["code"] == "print('héllo')"
+
+
+def test_a_query_the_server_refused_is_repeated_after_the_wait_it_asked_for(adapter):
+    sleeps = []
+    replies = [problem(429, "rate-limit-exceeded", headers={"Retry-After": "2"}),
+               problem(503, "server-frozen", headers={"X-RateLimit-Window": "0.5"}), OK]
+    with ScriptedServer(replies) as server:
+        with client_for(server.url, sleeps=sleeps) as client:
+            assert client.execute("rk-rl12", "query", "1")["status"] == "finished"
+    assert sleeps == [2.0, 0.5]
+    assert [r.json()["mode"] for r in server.requests] == ["query"] * 3
+
+
+def test_a_wait_past_max_wait_is_not_waited_but_reported(adapter):
+    sleeps = []
+    in_an_hour = email.utils.formatdate(time.time() + 3600, usegmt=True)  # an HTTP-date Retry-After
+    with ScriptedServer([problem(429, "rate-limit-exceeded", headers={"Retry-After": in_an_hour})]) as server:
+        with client_for(server.url, sleeps=sleeps, max_wait=30) as client:
+            with pytest.raises(errors.RateLimited, match="429"):
+                client.execute("rk-rl12", "query", "1")
+    assert sleeps == [] and len(server.requests) == 1
+
+
+def test_a_retry_after_date_in_the_past_is_repeated_at_once(adapter):
+    sleeps = []
+    long_ago = email.utils.formatdate(time.time() - 3600, usegmt=True)
+    with ScriptedServer([problem(503, "server-frozen", headers={"Retry-After": long_ago}), OK]) as server:
+        with client_for(server.url, sleeps=sleeps) as client:
+            assert client.execute("rk-rl12", "query", "1")["status"] == "finished"
+    assert sleeps == [] and len(server.requests) == 2
+
+
+def test_a_server_always_asking_for_no_wait_is_given_up_on(adapter):
+    with ScriptedServer(lambda req: problem(503, "server-frozen", headers={"Retry-After": "0"})) as server:
+        with client_for(server.url) as client:
+            with pytest.raises(errors.ServerBusy, match="503"):
+                client.execute("rk-rl12", "query", "1")
+    assert len(server.requests) == 6  # the call and five repeats
+
+
+def test_max_wait_set_after_construction_applies(adapter):
+    # the kernel's quick client lowers it on a transport already built
+    sleeps = []
+    replies = [problem(429, "rate-limit-exceeded", headers={"Retry-After": "3"}), OK]
+    with ScriptedServer(replies) as server:
+        with client_for(server.url, sleeps=sleeps) as client:
+            client.transport.max_wait = 2.0
+            with pytest.raises(errors.RateLimited):
+                client.execute("rk-rl12", "query", "1")
+    assert sleeps == [] and client.transport.max_wait == 2.0
+
+
+def test_endpoints_that_fail_alike_are_named_once_with_the_reason_once():
+    urls = [f"http://127.0.0.1:{closed_port()}", f"http://127.0.0.1:{closed_port()}"]
+    with pytest.raises(errors.ConnectionFailed) as info:
+        client_for(*urls).server_info
+    text = str(info.value)
+    assert text.startswith(f"GET / at {urls[0]}, {urls[1]}: Connection refused (")
+    assert all(text.count(url) == 1 for url in urls) and text.count("Connection refused") == 1
+    assert info.value.causes == [(urls[0], "Connection refused"), (urls[1], "Connection refused")]
+
+
+def test_endpoints_that_fail_differently_are_each_named_once_with_their_reason():
+    # a TLS endpoint whose peer hangs up at once: the handshake fails before anything is sent
+    listener = Listener(lambda conn: conn.close())
+    refused, tls = f"http://127.0.0.1:{closed_port()}", f"https://127.0.0.1:{listener.port}"
+    try:
+        with pytest.raises(errors.ConnectionFailed) as info:
+            client_for(refused, tls).server_info
+    finally:
+        listener.close()
+    text = str(info.value)
+    assert f"{refused}: Connection refused; {tls}: TLS handshake failed" in text
+    assert text.count(refused) == 1 and text.count(tls) == 1 and SECRET not in text
+
+
+def test_a_connection_broken_by_the_peer_mid_answer_is_retried_for_a_get_only(adapter):
+    # bytes of the headers, then the peer hangs up: the call may have reached the server
+    seen = []
+
+    def cut(conn: socket.socket) -> None:
+        seen.append(conn.recv(65536).split(b"\r\n", 1)[0])
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Le")
+        conn.close()
+
+    listener = Listener(cut)
+    url = f"http://127.0.0.1:{listener.port}"
+    try:
+        transport = Transport([url], idempotent_retries=2, reset_budget=0, sleep=lambda s: None)
+        with pytest.raises(errors.ConnectionFailed, match="may have reached the server"):
+            transport.request("POST", "/session/x", json={"mode": "query"})
+        assert len(seen) == 1
+        with pytest.raises(errors.ConnectionFailed, match="connection lost"):
+            transport.request("GET", "/session/x/logs")
+        assert len(seen) == 1 + 3  # the GET and its two repeats
+        transport.close()
+    finally:
+        listener.close()
