@@ -1,12 +1,13 @@
 """The transport over real loopback sockets, through both adapters a server on this machine can
 be reached by (the lean one and urllib3's): what is sent, waits a server asks for (429/503,
-urllib3's Retry mounted on the adapter), endpoints that cannot be reached (each named once)
-and breaks after sending (only safe calls repeated)."""
+urllib3's Retry mounted on the adapter), endpoints that cannot be reached (each named once),
+breaks after sending (only safe calls repeated), and timeouts of 0 (none)."""
 
 from __future__ import annotations
 
 import email.utils
 import socket
+import threading
 import time
 
 import pytest
@@ -123,6 +124,37 @@ def test_endpoints_that_fail_differently_are_each_named_once_with_their_reason()
     text = str(info.value)
     assert f"{refused}: Connection refused; {tls}: TLS handshake failed" in text
     assert text.count(refused) == 1 and text.count(tls) == 1 and SECRET not in text
+
+
+def test_read_timeout_zero_means_no_read_timeout(adapter):
+    received, released = threading.Event(), threading.Event()
+
+    def held(req):
+        received.set()
+        released.wait(30)
+        return OK
+
+    with ScriptedServer(held) as server:
+        with client_for(server.url, read_timeout=0) as client:
+            assert client.transport.timeout == (2.0, None)
+            outcome = []
+            call = threading.Thread(target=lambda: outcome.append(client.execute("rk-nt12", "query", "1")))
+            call.start()
+            assert received.wait(30)
+            call.join(0.5)
+            assert call.is_alive() and outcome == []  # still waiting: no timeout of 0 s fired
+            released.set()
+            call.join(30)
+    assert outcome and outcome[0]["status"] == "finished"
+
+
+def test_connection_timeout_zero_means_no_connect_timeout():
+    assert client_for("http://127.0.0.1:1", connection_timeout=0, read_timeout=0).transport.timeout == (None, None)
+
+
+def test_the_local_endpoint_is_the_kernels_not_the_clients():
+    with pytest.raises(errors.ConfigError, match="'local'.*only the kernel"):
+        Client(APIConfig(endpoint=["local"], access_key="AK", secret_key=SECRET))
 
 
 def test_a_connection_broken_by_the_peer_mid_answer_is_retried_for_a_get_only(adapter):

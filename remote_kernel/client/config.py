@@ -1,24 +1,32 @@
 """Client configuration: where the API is and how to authenticate (PROTOCOL.md A2).
 
-Precedence, highest first:
+Precedence, highest first — decided here only (:meth:`APIConfig.from_env`), which also records
+where each value came from (:meth:`APIConfig.source_of`):
 
 1. keyword arguments given to :class:`APIConfig` / :meth:`APIConfig.from_env`;
-2. traitlets configuration (a Jupyter config file, or kernelspec argv such as
-   ``--APIConfig.endpoint=URL``) reached through ``config=`` or ``parent=``;
+2. traitlets configuration (kernelspec argv such as ``--APIConfig.endpoint=URL``, or a Jupyter
+   config file) reached through ``config=`` or ``parent=``;
 3. the environment: ``BACKEND_X``, falling back to ``SORNA_X`` (the official SDK's names);
 4. the trait defaults.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Mapping
 
 from traitlets import Bool, Float, List, Unicode, validate
-from traitlets.config import Configurable
+from traitlets.config import Application, Configurable
 
 from remote_kernel import protocol, signing
 from remote_kernel.client.errors import ConfigError
+
+# the endpoint that means "a private embedded server on this machine" (the kernel starts it)
+LOCAL_ENDPOINT = "local"
+DEFAULT_SOURCE = "the default"
+KEYWORD_SOURCE = "a keyword argument"
+JUPYTER_SOURCE = "Jupyter config (kernelspec argv or config file)"
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
@@ -39,12 +47,9 @@ def _parse_bool(name: str, value: str) -> bool:
 
 def _parse_seconds(name: str, value: str) -> float:
     try:
-        seconds = float(value.strip())
+        return float(value.strip())
     except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
-    if seconds <= 0:
-        raise ConfigError(f"{name} must be positive, got {value!r}")
-    return seconds
+        raise ConfigError(f"{name} must be a number of seconds (0: no timeout), got {value!r}") from None
 
 
 # trait name → (env suffix, parser).  The secret's value is never put into an error message.
@@ -72,6 +77,20 @@ def env_value(environ: Mapping[str, str], suffix: str) -> tuple[str, str] | None
     return None
 
 
+def _jupyter_source(config: Configurable, trait: str) -> str:
+    """The kernelspec's argv or a config file: the Jupyter application keeps its command line's
+    config apart (``cli_config``) and lists the files it loaded.  Without an application (a
+    ``Config`` handed over directly) the two cannot be told apart."""
+    app = config.parent
+    while app is not None and not isinstance(app, Application):
+        app = getattr(app, "parent", None)
+    if app is not None and trait in config._find_my_config(app.cli_config):
+        return f"--{type(config).__name__}.{trait} in the kernelspec/command line"
+    if app is not None and app.loaded_config_files:
+        return f"c.{type(config).__name__}.{trait} in a Jupyter config file ({', '.join(app.loaded_config_files)})"
+    return JUPYTER_SOURCE
+
+
 class APIConfig(Configurable):
     """How to reach and authenticate to a Backend.AI-compatible API.
 
@@ -90,8 +109,9 @@ class APIConfig(Configurable):
     secret_key = Unicode("", help="Secret key. Env: BACKEND_SECRET_KEY. Never logged.").tag(config=True)
     skip_ssl_verify = Bool(False, help="Do not verify TLS certificates.").tag(config=True)
     ca_bundle = Unicode("", help="Path of a CA bundle for TLS verification.").tag(config=True)
-    connection_timeout = Float(10.0, help="Seconds to wait for a connection.").tag(config=True)
-    read_timeout = Float(60.0, help="Seconds to wait for an answer.").tag(config=True)
+    connection_timeout = Float(10.0, help="Seconds to wait for a connection (0: no timeout).").tag(config=True)
+    read_timeout = Float(60.0, help="Seconds to wait for an answer (0: no timeout, the official SDK's default).",
+                         ).tag(config=True)
     vfolder_mounts = List(Unicode(), default_value=[], help="Virtual folders to mount.").tag(config=True)
     api_version = Unicode(
         protocol.CLIENT_API_VERSION, help="Newest API version to speak (negotiated down).",
@@ -105,9 +125,12 @@ class APIConfig(Configurable):
         urls: list[str] = []
         for item in proposal["value"]:
             urls.extend(_split_list(item))
+        if [url.lower() for url in urls] == [LOCAL_ENDPOINT]:
+            return [LOCAL_ENDPOINT]
         for url in urls:
             if not url.lower().startswith(("http://", "https://")):
-                raise ConfigError(f"endpoint {url!r} must start with http:// or https://")
+                raise ConfigError(f"endpoint {url!r} must start with http:// or https:// "
+                                  f"(or be {LOCAL_ENDPOINT!r} alone: a private embedded server)")
         return [url.rstrip("/") for url in urls]
 
     @validate("endpoint_type")
@@ -132,9 +155,15 @@ class APIConfig(Configurable):
 
     @validate("connection_timeout", "read_timeout")
     def _validate_timeout(self, proposal: Any) -> float:
-        if proposal["value"] <= 0:
-            raise ConfigError(f"{proposal['trait'].name} must be positive")
+        if not (math.isfinite(proposal["value"]) and proposal["value"] >= 0):
+            raise ConfigError(f"{proposal['trait'].name} must be 0 (no timeout) or a positive number of "
+                              f"seconds, got {proposal['value']!r}")
         return proposal["value"]
+
+    @property
+    def embedded(self) -> bool:
+        """No endpoint, or ``local``: the kernel runs its cells on a private embedded server."""
+        return list(self.endpoint) in ([], [LOCAL_ENDPOINT])
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "APIConfig":
@@ -145,13 +174,11 @@ class APIConfig(Configurable):
         """
         env = os.environ if environ is None else environ
         instance = cls(**overrides)
-        configured = set(overrides)
-        try:
-            configured |= set(instance._find_my_config(instance.config).keys())
-        except Exception:  # pragma: no cover - traitlets internals changed
-            configured |= set(instance.config.get(cls.__name__, {}).keys())
+        sources = {name: KEYWORD_SOURCE for name in overrides if instance.has_trait(name)}
+        for name in instance._find_my_config(instance.config):
+            sources.setdefault(name, _jupyter_source(instance, name))
         for trait, (suffix, parse) in _ENV_TRAITS.items():
-            if trait in configured:
+            if trait in sources:
                 continue
             found = env_value(env, suffix)
             if found is None:
@@ -162,7 +189,14 @@ class APIConfig(Configurable):
                 setattr(instance, trait, value)
             except ConfigError as exc:
                 raise ConfigError(f"{name}: {exc}") from None
+            sources[trait] = name
+        instance._sources = sources
         return instance
+
+    def source_of(self, trait: str) -> str:
+        """Where ``trait``'s value came from, for messages: ``BACKEND_ENDPOINT``, "--APIConfig.endpoint
+        in the kernelspec/command line", ... (the default, unless built by :meth:`from_env`)."""
+        return getattr(self, "_sources", {}).get(trait, DEFAULT_SOURCE)
 
     def __repr__(self) -> str:
         return (

@@ -148,9 +148,15 @@ class Transport:
     ):
         if not endpoints:
             raise errors.ConfigError("no API endpoint configured (set BACKEND_ENDPOINT)")
+        for endpoint in endpoints:
+            if not endpoint.lower().startswith(("http://", "https://")):
+                raise errors.ConfigError(
+                    f"endpoint {endpoint!r} is not an http:// or https:// URL (the endpoint 'local' means a "
+                    "private embedded server, which only the kernel starts; or run `remote-kernel serve`)")
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self.auth = auth
-        self.timeout = (connect_timeout, read_timeout)
+        # 0 means no timeout, as in the official SDK
+        self.timeout = (connect_timeout or None, read_timeout or None)
         self.connect_retries = connect_retries
         self.idempotent_retries = idempotent_retries
         # Broken connections (not timeouts) of idempotent calls are retried for this long: a

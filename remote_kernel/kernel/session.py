@@ -20,7 +20,6 @@ from typing import Any, Mapping
 
 from remote_kernel import protocol
 from remote_kernel.client import APIConfig, Client, SessionRef, errors
-from remote_kernel.client.config import env_value
 from remote_kernel.kernel.embedded import EmbeddedServer
 
 log = logging.getLogger(__name__)
@@ -41,45 +40,27 @@ class MissingKeys(errors.ConfigError):
 LOCAL_ENDPOINT = "local"
 
 
-def _configured_endpoint(parent: Any, environ: Mapping[str, str]) -> tuple[list[str], str] | None:
-    """The endpoint setting before validation, and where it came from: the traitlets config
-    (kernelspec argv / config file) wins over BACKEND_ENDPOINT / SORNA_ENDPOINT."""
-    config = getattr(parent, "config", None) or {}
-    section = config.get("APIConfig") if hasattr(config, "get") else None
-    if section is not None and "endpoint" in section:
-        value = section["endpoint"]
-        if hasattr(value, "get_value"):  # a LazyConfigValue (e.g. ``+=`` in a config file)
-            value = value.get_value([])
-        items = [value] if isinstance(value, str) else list(value or [])
-        return [u.strip() for item in items for u in str(item).split(",") if u.strip()], "--APIConfig.endpoint"
-    found = env_value(environ, "ENDPOINT")
-    if found is not None:
-        return [u.strip() for u in found[1].split(",") if u.strip()], found[0]
-    return None
-
-
 def load_config(parent: Any = None, environ: Mapping[str, str] | None = None
                 ) -> tuple[APIConfig, errors.ConfigError | None, bool]:
     """``(config, error, embedded)``: the one place that decides where the kernel's code runs.
 
     * no endpoint, or ``local`` → ``embedded`` (a private server; the config is filled in once
       it runs, with its fresh keys — any BACKEND_* keys are not sent to it);
-    * an endpoint → used as is; without both keys that is an ``error`` naming the variables,
-      never a silent fallback to local.
+    * an endpoint → used as is; without both keys that is an ``error`` naming the variables
+      and where the endpoint was set, never a silent fallback to local.
     """
     env = os.environ if environ is None else environ
-    setting = _configured_endpoint(parent, env)
-    if setting is None or not setting[0] or [u.lower() for u in setting[0]] == [LOCAL_ENDPOINT]:
-        return APIConfig(), None, True
     try:
-        config = APIConfig.from_env(env, parent=parent) if parent is not None else APIConfig.from_env(env)
+        config = APIConfig.from_env(env, parent=parent)
     except errors.ConfigError as exc:
         return APIConfig(), exc, False
+    if config.embedded:
+        return APIConfig(), None, True
     missing = [name for name, value in (("BACKEND_ACCESS_KEY", config.access_key),
                                         ("BACKEND_SECRET_KEY", config.secret_key)) if not value]
     if missing:
         return config, MissingKeys(
-            f"the endpoint {', '.join(config.endpoint)} is configured (by {setting[1]}) but "
+            f"the endpoint {', '.join(config.endpoint)} is configured by {config.source_of('endpoint')} but "
             f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set in the environment the "
             "kernel starts in; set both BACKEND_ACCESS_KEY and BACKEND_SECRET_KEY (or remove the endpoint, "
             "or use the endpoint 'local', to run on a private server on this machine)"), False
