@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import requests
 
-from remote_kernel import jsonio, protocol
+from remote_kernel import jsonio, protocol, signing
 from remote_kernel.client import errors
 from remote_kernel.client.auth import BackendAIAuth
 from remote_kernel.client.config import APIConfig
@@ -28,6 +28,9 @@ from remote_kernel.client.loop import Event, InputWanted, RunState
 from remote_kernel.client.transport import Transport
 
 _NAME_RE = re.compile(protocol.SESSION_NAME_PATTERN)
+# Managers up to this API version (23.09 and older) take downloads as GET with a JSON body and
+# answer POST with 405; later ones take POST and refuse that GET (400 "deprecated").
+LAST_GET_DOWNLOAD_VERSION = "v7.20230615"
 UploadSource = Union[bytes, bytearray, str, "os.PathLike[str]"]
 
 
@@ -104,6 +107,7 @@ class Client:
         self.transport = transport
         self._server_info: dict | None = None
         self._api_version: str | None = None
+        self._download_methods: dict[str, str] = {}  # "/download", "/download_single" → what the server took
 
     def close(self) -> None:
         self.transport.close()
@@ -365,20 +369,33 @@ class Client:
                 hint="download in several batches",
             )
         path = self._path(name, "/download")
-        try:
-            response = self._call("POST", path, json={"files": paths})
-        except errors.MethodNotAllowed:  # older servers: GET with a JSON body
-            response = self._call("GET", path, json={"files": paths})
+        response = self._download("/download", path, {"files": paths})
         content_type = response.headers.get("Content-Type", "")
         archives = parse_multipart_mixed(content_type, response.content)
         if len(archives) != len(paths):
             raise errors.BadResponse(self.transport.endpoint, response.status_code,
                                      msg=f"asked for {len(paths)} files, got {len(archives)} parts",
-                                     request=f"POST {path}")
+                                     request=f"{self._download_methods['/download']} {path}")
         return {p: (untar_single(a) if extract else a) for p, a in zip(paths, archives)}
 
     def download_single(self, name: str, path: str) -> bytes:
-        return self._call("POST", self._path(name, "/download_single"), json={"file": path}).content
+        return self._download("/download_single", self._path(name, "/download_single"), {"file": path}).content
+
+    def _download(self, kind: str, path: str, body: dict) -> requests.Response:
+        """The method this server takes downloads with: chosen by API version, then what the
+        server said — a 405 switches it for the rest of this client's life."""
+        method = self._download_methods.get(kind)
+        if method is None:
+            legacy = signing.parse_version(self.api_version) <= signing.parse_version(LAST_GET_DOWNLOAD_VERSION)
+            method = "GET" if legacy else "POST"
+        try:
+            response = self._call(method, path, json=body)
+        except errors.MethodNotAllowed:
+            method = "POST" if method == "GET" else "GET"
+            self._download_methods[kind] = method
+            response = self._call(method, path, json=body)
+        self._download_methods[kind] = method
+        return response
 
     def list_files(self, name: str, path: str = ".") -> list[dict]:
         url = self._path(name, "/files")

@@ -170,6 +170,7 @@ SLUG_CLASSES: dict[str, type[APIError]] = {
     "generic-not-found": NotFoundError,
     "image-not-found": ImageNotFound,
     "method-not-allowed": MethodNotAllowed,
+    "deprecated": MethodNotAllowed,  # e.g. a download by GET, which newer managers take by POST only
     "session-already-exists": SessionAlreadyExists,
     "kernel-already-exists": SessionAlreadyExists,
     "quota-exceeded": QuotaExceeded,
