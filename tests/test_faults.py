@@ -100,10 +100,12 @@ def session_name_of(kc) -> str:
 
 
 def kernels_settle(srv: Launched, baseline: int, timeout: float) -> int:
+    """The server's process count once it is back to ``baseline`` (or after ``timeout``): a
+    bounded poll, as processes ending send no event we could wait for."""
     deadline = time.monotonic() + timeout
     count = len(srv.descendants())
     while count > baseline and time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.1)
         count = len(srv.descendants())
     return count
 
@@ -116,12 +118,10 @@ def test_server_killed_mid_cell_then_back_on_the_same_endpoint(kernelspec_root):
     try:
         with ks.running_kernel(first.env()) as (km, kc):
             assert ks.execute(kc, "x = 42", timeout=60)[0]["status"] == "ok"
-            msg_id = kc.execute("import time; time.sleep(30)")
-            time.sleep(1.0)
+            msg_id = kc.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(30)")
+            ks.wait_for_output(kc, msg_id, "sleeping")
             first.kill()
-            killed = time.monotonic()
-            reply = wait_reply(kc, msg_id, 15)
-            assert time.monotonic() - killed < 10
+            reply = wait_reply(kc, msg_id, 20)  # well before the cell's 30 s are over
             assert reply["status"] == "error" and first.url in reply["evalue"], reply
             ks.drain_iopub(kc)
             assert kc.kernel_info(reply=True, timeout=10)["content"]["status"] == "ok"
@@ -172,10 +172,9 @@ def test_slow_server_retry_or_clear_timeout_never_a_hang(reaping_server, kernels
             assert ks.execute(kc, "n = 0", timeout=60)[0]["status"] == "ok"
             proxy.read_delay = 4.0  # every answer arrives after the read timeout
             started = time.monotonic()
+            # never a hang: a reply within the (generous) timeout
             reply, outputs, _ = ks.execute(kc, "n += 1\nprint('slow')", timeout=60)
-            took = time.monotonic() - started
-            print(f"\nslow server: {reply['status']} {reply.get('ename')} after {took:.1f} s")
-            assert took < 30
+            print(f"\nslow server: {reply['status']} {reply.get('ename')} after {time.monotonic() - started:.1f} s")
             if reply["status"] == "error":
                 assert reply["ename"] == "RequestTimeout", reply
                 assert proxy.url in reply["evalue"] and "2 s" in reply["evalue"], reply["evalue"]
@@ -200,8 +199,8 @@ def test_bridge_gone_mid_cell_leaves_no_session_nor_process(reaping_server, kern
             name = session_name_of(kc)
             assert client.get_session(name) and os.path.isdir(os.path.join(srv.root, name))
             assert len(srv.descendants()) > baseline
-            kc.execute("import time; time.sleep(4)")
-            time.sleep(1.0)
+            msg_id = kc.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(4)")
+            ks.wait_for_output(kc, msg_id, "sleeping")
             if how == "shutdown":
                 km.shutdown_kernel(now=False)
             elif how == "restart":
@@ -218,8 +217,8 @@ def test_bridge_gone_mid_cell_leaves_no_session_nor_process(reaping_server, kern
         # (watched through the session's directory: an API call would count as a use)
         deadline = time.monotonic() + 4 + IDLE_TIMEOUT + 15
         folder = os.path.join(srv.root, name)
-        while time.monotonic() < deadline and os.path.exists(folder):
-            time.sleep(0.5)
+        while time.monotonic() < deadline and os.path.exists(folder):  # a bounded poll: no event
+            time.sleep(0.1)
         assert not os.path.exists(folder), f"session {name} outlived the bridge ({how})"
         with pytest.raises(errors.SessionNotFound):
             client.get_session(name)

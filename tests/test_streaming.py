@@ -18,9 +18,10 @@ from _relay import Listener, splice
 
 pytestmark = pytest.mark.slow
 
-# A real manager collects a REST poll's output for ~2 s; this server is told to do the same
-# (--coalesce), so REST output comes in one batch while websocket frames flush within 0.2 s.
-BATCHING = ["--no-extensions", "--coalesce", "1.5"]
+# A real manager collects a REST poll's output for ~2 s; this server is told to collect it for
+# the whole run (up to 30 s), so REST output comes in one batch at the end of a cell, while
+# websocket frames flush within 0.2 s: a line that arrives while the cell still runs was streamed.
+BATCHING = ["--no-extensions", "--hold", "30", "--coalesce", "30"]
 STREAMED, RESTFUL = "rk-stream-auto", "rk-stream-rest"
 PRINTS = "import time\nfor i in range(6):\n    print(i, flush=True)\n    time.sleep(0.25)\n"
 
@@ -58,21 +59,25 @@ def stdout_arrivals(kc, code: str, timeout: float = 30) -> tuple[dict, list[tupl
                    if o["msg_type"] == "stream" and o["name"] == "stdout"]
 
 
-def test_output_streams_while_the_rest_loop_would_batch_it(batching_server, specs, streamed):
+def test_output_streams_while_the_rest_loop_would_batch_it(batching_server, specs, streamed, tmp_path):
     _, kc = streamed
-    reply, arrivals = stdout_arrivals(kc, PRINTS)
-    assert reply["status"] == "ok", reply
-    assert "".join(text for _, text in arrivals) == "".join(f"{i}\n" for i in range(6))
-    # the first line arrives long before the cell's 1.5 s are over, the rest spread out after it
-    assert arrivals[0][0] < 0.8, arrivals
-    assert len(arrivals) >= 3 and arrivals[-1][0] - arrivals[0][0] > 0.6, arrivals
+    # streamed: the first line arrives while the cell still runs — it waits for the test to see it
+    gate = tmp_path / "gate"
+    msg_id = kc.execute("print(0, flush=True)\n" + ks.gate_code(gate, timeout=40)
+                        + "for i in range(1, 6):\n    print(i, flush=True)\n")
+    first = ks.wait_for_output(kc, msg_id, "0", timeout=20)
+    gate.touch()
+    reply, rest, _ = ks.collect(kc, msg_id, timeout=30)
+    assert reply is not None and reply["status"] == "ok", reply
+    assert ks.stdout_of(first) == "0\n"
+    assert ks.stdout_of(first + rest) == "".join(f"{i}\n" for i in range(6))
 
-    # the same cell through the REST loop on the same server: one batch after the collection window
+    # the same kind of cell through the REST loop on the same server: one batch at the end
     with ks.running_kernel(ks.server_env(batching_server), name=RESTFUL) as (_km, rest_kc):
         assert ks.execute(rest_kc, "pass")[0]["status"] == "ok"
         reply, batched = stdout_arrivals(rest_kc, PRINTS)
     assert reply["status"] == "ok", reply
-    assert batched[0][0] > 1.2, batched
+    assert [text for _, text in batched] == ["".join(f"{i}\n" for i in range(6))], batched
 
 
 def execute_loop_of(kc) -> str:
@@ -119,9 +124,9 @@ def test_refused_input_ends_the_cell_and_spares_the_next_one(streamed):
 def test_interrupt_of_a_streamed_cell(streamed):
     km, kc = streamed
     msg_id = kc.execute("import time\nprint('start', flush=True)\ntime.sleep(30)")
-    time.sleep(1.5)
+    ks.wait_for_output(kc, msg_id, "start")
     km.interrupt_kernel()
-    reply = ks.shell_reply(kc, msg_id, timeout=15)["content"]
+    reply = ks.shell_reply(kc, msg_id, timeout=20)["content"]  # before the cell's 30 s
     assert reply["status"] == "error", reply
     ks.drain_iopub(kc)
     reply, outputs, _ = ks.execute(kc, "print('after')", timeout=30)
