@@ -88,6 +88,16 @@ def translate(msg_type: str, content: dict, jupyter: bool) -> list[Record]:
     return []
 
 
+def reply_summary(content: dict) -> dict:
+    """What of the inner kernel's execute_reply the bridge needs to reply the same: its status
+    and, for an error, ename/evalue/traceback (payload and user_expressions stay local)."""
+    status = content.get("status") if content.get("status") in ("ok", "error", "aborted") else "error"
+    if status != "error":
+        return {"status": status}
+    return {"status": "error", "ename": str(content.get("ename", "")), "evalue": str(content.get("evalue", "")),
+            "traceback": [str(line) for line in content.get("traceback") or []]}
+
+
 def input_prompt(content: dict, jupyter: bool) -> tuple[list[Record], dict]:
     """An ``input_request`` → (records to emit, the ``waiting-input`` result's options)."""
     prompt = content.get("prompt") or ""

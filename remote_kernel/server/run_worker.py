@@ -30,6 +30,7 @@ class _Cell:
         self.run = run
         self._log = log
         self.reply_status: str | None = None
+        self.reply: dict = {}
         self.idle_seen = False
         self.errored = False
 
@@ -47,6 +48,7 @@ class _Cell:
 
     def on_reply(self, content: dict) -> None:
         self.reply_status = content.get("status", "error")
+        self.reply = content
         self._finish_if_done()
         if not self.run.finished:
             # The idle status follows at once; if iopub lost it (its socket still
@@ -67,7 +69,9 @@ class _Cell:
     def _finish_if_done(self) -> None:
         # finish right here (not in the worker) so the waiting request wakes one hop sooner
         if self.reply_status is not None and self.idle_seen:
-            self.run.finish(0 if self.reply_status == "ok" and not self.errored else 1)
+            # our extensions: the inner kernel's reply, so the bridge replies exactly as it did
+            options = {"reply": records.reply_summary(self.reply)} if self.run.jupyter else None
+            self.run.finish(0 if self.reply_status == "ok" and not self.errored else 1, options)
 
 
 class RunWorker:

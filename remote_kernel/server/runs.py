@@ -53,6 +53,7 @@ class Run:
         self.state = RUN_QUEUED
         self.exit_code: int | None = None
         self.input_options: dict | None = None
+        self.final_options: dict | None = None
         self.finished_at: float | None = None
         self.finished_event = asyncio.Event()
         self._records: list[Record] = []
@@ -121,11 +122,13 @@ class Run:
             self.state = RUN_RUNNING
             self.input_options = None
 
-    def finish(self, exit_code: int) -> None:
+    def finish(self, exit_code: int, options: dict | None = None) -> None:
+        """The run is over; ``options`` go with its last result."""
         if self.state == RUN_FINISHED:
             return
         self.state = RUN_FINISHED
         self.exit_code = exit_code
+        self.final_options = options
         self.finished_at = time.monotonic()
         self.input_options = None
         self.finished_event.set()
@@ -188,7 +191,7 @@ class Run:
             position, status, exit_code = self._markers.popleft()
             end = max(start, min(position, end))
         elif self.state == RUN_FINISHED:
-            status, exit_code = protocol.STATUS_FINISHED, self.exit_code
+            status, exit_code, options = protocol.STATUS_FINISHED, self.exit_code, self.final_options
         elif self.state == RUN_WAITING_INPUT:
             status, exit_code, options = protocol.STATUS_WAITING_INPUT, None, dict(self.input_options or {})
         else:
