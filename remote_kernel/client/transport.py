@@ -32,7 +32,6 @@ from requests.structures import CaseInsensitiveDict
 
 from remote_kernel import jsonio
 from remote_kernel.client import errors
-from remote_kernel.client.loopback import LoopbackAdapter
 
 log = logging.getLogger("remote_kernel.client")
 
@@ -126,10 +125,6 @@ class WaitWhenAsked(urllib3.util.Retry):
 class Transport:
     """Sends requests to the first endpoint that answers, and remembers it."""
 
-    # Plain-HTTP servers on this machine get the lean adapter (client/loopback.py);
-    # bench/bench_loopback.py and the tests turn it off to compare it with urllib3.
-    lean_loopback = True
-
     def __init__(
         self,
         endpoints: Sequence[str],
@@ -176,12 +171,8 @@ class Transport:
         self.max_wait = max_wait
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self._lean_endpoints = {e for e in self.endpoints if e.lower().startswith("http://") and _is_loopback(e)}
-        self._direct_adapter: Any = adapter
-        if self.lean_loopback:
-            self._direct_adapter = LoopbackAdapter(adapter, max_idle=pool_size)
-            for endpoint in self._lean_endpoints:
-                self.session.mount(endpoint + "/", self._direct_adapter)
+        # plain JSON calls to these skip Session.request (_send_direct)
+        self._local_endpoints = {e for e in self.endpoints if e.lower().startswith("http://") and _is_loopback(e)}
 
     @classmethod
     def from_config(cls, config: Any, auth: requests.auth.AuthBase | None = None, **kwargs: Any) -> "Transport":
@@ -307,7 +298,7 @@ class Transport:
             index = (self._current + step) % count
             url = self.endpoints[index] + path
             try:
-                if self.endpoints[index] in self._lean_endpoints and _plain(kwargs):
+                if self.endpoints[index] in self._local_endpoints and _plain(kwargs):
                     response = self._send_direct(method, url, **kwargs)
                 else:
                     response = self.session.request(method, url, allow_redirects=False, stream=True, **kwargs)
@@ -345,8 +336,7 @@ class Transport:
         request.prepare_content_length(request.body)  # else requests' adapter sends the body chunked
         if auth is not None:
             request = auth(request)
-        return self._direct_adapter.send(request, stream=True, timeout=timeout, verify=self.session.verify,
-                                         proxies={})
+        return self._adapter.send(request, stream=True, timeout=timeout, verify=self.session.verify, proxies={})
 
 
 def _plain(kwargs: dict) -> bool:
