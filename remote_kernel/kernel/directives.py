@@ -4,15 +4,7 @@ A cell may start with ``%remote`` lines, or be a ``%%remote batch`` cell.  ``%re
 IPython magic and not valid code in any remote language we serve, so nothing sent to the remote
 can be mistaken for one; every other line (IPython magics included) goes to the remote verbatim.
 
-    %remote help                          this list
-    %remote info                          session name, id, image, endpoint, API version, extensions
-    %remote upload LOCAL [REMOTE]         copy a local file into the session (< 1 MiB)
-    %remote download REMOTE [LOCAL]       copy a file of the session to the local disk
-    %remote ls [PATH]                     list files in the session
-    %%remote batch [--clean CMD] [--build CMD] [--exec CMD] [--file NAME]
-                                          batch mode; the cell body, if any, is uploaded as NAME
-                                          first.  CMD "*" = the server's default for the language,
-                                          "" = skip the step (defaults: clean skipped, build and exec "*").
+The directives and their forms are listed in ``HELP`` (what ``%remote help`` prints).
 
 Parsing is pure (``parse_cell``); ``run_directive`` performs one against a client.
 """
@@ -28,7 +20,18 @@ from typing import Any, Callable
 PREFIX = "%remote"
 CELL_PREFIX = "%%remote"
 
-HELP = textwrap.dedent(__doc__.split("\n\n")[2]).rstrip() + "\n"
+# A constant, not taken from the module docstring: ``python -OO`` drops docstrings.
+HELP = textwrap.dedent("""\
+    %remote help                          this list
+    %remote info                          session name, id, image, endpoint, API version, extensions
+    %remote upload LOCAL [REMOTE]         copy a local file into the session (< 1 MiB)
+    %remote download REMOTE [LOCAL]       copy a file of the session to the local disk
+    %remote ls [PATH]                     list files in the session
+    %%remote batch [--clean CMD] [--build CMD] [--exec CMD] [--file NAME]
+                                          batch mode; the cell body, if any, is uploaded as NAME
+                                          first.  CMD "*" = the server's default for the language,
+                                          "" = skip the step (defaults: clean skipped, build and exec "*").
+""")
 
 COMMANDS = ("help", "info", "upload", "download", "ls")
 
