@@ -74,6 +74,31 @@ def test_the_installed_kernel_module_and_command_work(venv):
     assert "remote-python" in proc.stdout and str(root) in proc.stdout, proc.stdout
 
 
+def test_user_install_all_beside_the_shipped_remote_python(venv, tmp_path):
+    """Issue 21: ``install --user --all`` in the wheel's environment once wrote a user-level
+    remote-python that Jupyter never used (a virtual environment's own directory comes first),
+    and ``uninstall remote-python`` then removed the environment's copy."""
+    root, env, _ = venv
+    env = dict(env, JUPYTER_DATA_DIR=str(tmp_path / "data"))
+    shipped = root / "share" / "jupyter" / "kernels" / "remote-python"
+    rk = str(root / "bin" / "remote-kernel")
+    proc = subprocess.run([rk, "install", "--user", "--all"], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped remote-python" in proc.stderr and str(shipped) in proc.stderr, proc.stderr
+    assert (tmp_path / "data" / "kernels" / "remote-lua" / "kernel.json").is_file()
+    assert not (tmp_path / "data" / "kernels" / "remote-python").exists()
+    lua = json.loads((tmp_path / "data" / "kernels" / "remote-lua" / "kernel.json").read_text())
+    assert Path(lua["argv"][0]).is_absolute() and Path(lua["argv"][0]).parent == root / "bin", lua["argv"]
+
+    proc = subprocess.run([rk, "uninstall", "remote-python"], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=root)
+    assert proc.returncode == 2 and "shipped with the remote_kernel package" in proc.stderr, proc.stderr
+    assert (shipped / "kernel.json").is_file()
+    _run([rk, "uninstall", "remote-lua"], 120, env=env, cwd=root)
+    assert not (tmp_path / "data" / "kernels" / "remote-lua").exists()
+
+
 def test_jupyter_labextension_list_shows_the_drawing_renderer(venv):
     root, env, _ = venv
     proc = _run([str(root / "bin" / "jupyter"), "labextension", "list"], 180, env=env, cwd=root)
