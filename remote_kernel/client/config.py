@@ -1,4 +1,4 @@
-"""Client configuration: where the API is and how to authenticate (PROTOCOL.md A2).
+"""Client configuration: where the API is and how to authenticate (docs/PROTOCOL.md#signing-requests).
 
 Precedence, highest first — decided here only (:meth:`APIConfig.from_env`), which also records
 where each value came from (:meth:`APIConfig.source_of`):
