@@ -18,7 +18,7 @@ from jupyter_client.manager import KernelManager
 from traitlets.config import Config, Configurable
 
 import kernel_support as ks
-from _procs import survivors
+from _procs import live, survivors
 from remote_kernel.kernel import embedded
 from remote_kernel.kernel.session import MissingKeys, load_config
 
@@ -26,7 +26,12 @@ NO_ENDPOINT = "rk-embedded-default"
 LOCAL = "rk-embedded-local"
 NO_KEYS = "rk-endpoint-no-keys"
 
-NOTE = "running on a private embedded server on this machine (http://127.0.0.1:"
+NOTE = "cells run on this machine, in "
+
+
+def notes_of(outputs: list[dict]) -> str:
+    """The information displays of a cell (the start note is one: not stderr, not stdout)."""
+    return "".join(o["data"].get("text/plain", "") for o in outputs if o["msg_type"] == "display_data")
 
 
 # ---- pure: the decision and the server's command line ---------------------------------------------
@@ -38,20 +43,23 @@ def _Parent(**api) -> Configurable:
 
 
 def test_no_endpoint_or_local_means_embedded():
-    assert load_config(None, {})[1:] == (None, True)
-    assert load_config(None, {"BACKEND_ENDPOINT": "local"})[1:] == (None, True)
-    assert load_config(None, {"SORNA_ENDPOINT": " LOCAL "})[1:] == (None, True)
+    none = (None, "no remote endpoint is configured")
+    assert load_config(None, {})[1:] == none
+    # the reason names where 'local' came from (the banner and the first cell's note say it)
+    assert load_config(None, {"BACKEND_ENDPOINT": "local"})[1:] == (None, "the endpoint is 'local' (BACKEND_ENDPOINT)")
+    assert load_config(None, {"SORNA_ENDPOINT": " LOCAL "})[1:] == (None, "the endpoint is 'local' (SORNA_ENDPOINT)")
     # keys in the environment do not turn "no endpoint" into an error, nor reach the server
-    assert load_config(None, {"BACKEND_ACCESS_KEY": "a", "BACKEND_SECRET_KEY": "b"})[1:] == (None, True)
+    assert load_config(None, {"BACKEND_ACCESS_KEY": "a", "BACKEND_SECRET_KEY": "b"})[1:] == none
     # the kernelspec's --APIConfig.endpoint=local wins over the environment
     env = {"BACKEND_ENDPOINT": "http://example.invalid", "BACKEND_ACCESS_KEY": "a", "BACKEND_SECRET_KEY": "b"}
-    assert load_config(_Parent(endpoint=["local"]), env)[1:] == (None, True)
+    error, reason = load_config(_Parent(endpoint=["local"]), env)[1:]
+    assert error is None and reason.startswith("the endpoint is 'local' (")
 
 
 def test_configured_endpoint_is_used_as_is_and_needs_both_keys():
     env = {"BACKEND_ENDPOINT": "http://example.invalid:8090"}
     config, error, is_embedded = load_config(None, env)
-    assert not is_embedded and isinstance(error, MissingKeys)
+    assert is_embedded is None and isinstance(error, MissingKeys)
     assert "BACKEND_ACCESS_KEY and BACKEND_SECRET_KEY are not set" in str(error)
     assert "http://example.invalid:8090" in str(error)
     _, error, _ = load_config(None, {**env, "BACKEND_ACCESS_KEY": "AK"})
@@ -60,7 +68,7 @@ def test_configured_endpoint_is_used_as_is_and_needs_both_keys():
     _, error, _ = load_config(None, {**env, "BACKEND_SECRET_KEY": secret})
     assert "BACKEND_ACCESS_KEY is not set" in str(error) and secret not in str(error)
     config, error, is_embedded = load_config(None, {**env, "BACKEND_ACCESS_KEY": "AK", "BACKEND_SECRET_KEY": secret})
-    assert (error, is_embedded) == (None, False)
+    assert (error, is_embedded) == (None, None)
     assert config.endpoint == ["http://example.invalid:8090"] and config.secret_key == secret
     # argv endpoint + env keys
     config, error, _ = load_config(_Parent(endpoint=["http://h:1"]), {"BACKEND_ACCESS_KEY": "AK", "BACKEND_SECRET_KEY": "s"})
@@ -141,18 +149,20 @@ def test_kernel_without_configuration_runs_locally_and_cleans_up(kernelspec_root
     workdir.mkdir()
     with kernel_in(workdir, NO_ENDPOINT) as (km, kc):
         banner = kc.kernel_info(reply=True, timeout=10)["content"]["banner"]
-        assert "no remote endpoint configured" in banner and "private embedded server" in banner
+        assert "no remote endpoint is configured" in banner and "private embedded server" in banner
         assert str(workdir) in banner
 
         reply, outputs, _ = ks.execute(kc, "import os; print(os.getcwd())", timeout=90)
         assert reply["status"] == "ok", reply
         assert ks.stdout_of(outputs).strip() == str(workdir)
         first = outputs[0]
-        assert first["msg_type"] == "stream" and first["name"] == "stderr" and NOTE in first["text"], outputs
+        assert first["msg_type"] == "display_data" and NOTE + str(workdir) in first["data"]["text/plain"], outputs
+        assert first["data"]["text/plain"].startswith("remote_kernel: no remote endpoint is configured;")
+        assert not ks.stderr_of(outputs)  # information, not painted as an error
 
         reply, outputs, _ = ks.execute(kc, "open('written.txt', 'w').write('from the cell'); print('ok')")
         assert reply["status"] == "ok" and ks.stdout_of(outputs) == "ok\n", (reply, outputs)
-        assert NOTE not in ks.stderr_of(outputs)  # once per kernel
+        assert NOTE not in notes_of(outputs)  # once per kernel
         assert (workdir / "written.txt").read_text() == "from the cell"
 
         kernel = kernel_process(km)
@@ -174,7 +184,7 @@ def test_local_endpoint_works_and_server_exits_when_the_kernel_is_killed(kernels
         reply, outputs, _ = ks.execute(kc, "import os; print(os.getcwd())", timeout=90)
         assert reply["status"] == "ok", reply
         assert ks.stdout_of(outputs).strip() == str(tmp_path)
-        assert NOTE in ks.stderr_of(outputs)
+        assert "the endpoint is 'local'" in notes_of(outputs) and NOTE in notes_of(outputs)
 
         kernel = kernel_process(km)
         server = psutil.Process(server_pid(kc))
@@ -221,3 +231,35 @@ def test_a_folder_whose_files_shadow_stdlib_modules_still_works(kernelspec_root,
         assert reply["status"] == "ok", reply
         # the cell's own imports still see the folder, as in any Jupyter kernel
         assert ks.stdout_of(outputs) == "from the notebook folder\n"
+
+
+@pytest.mark.slow
+def test_a_killed_private_server_is_replaced_for_the_next_cell_and_nothing_is_left(kernelspec_root, tmp_path):
+    """An out-of-memory kill of the private server: that cell ends with a clear error at once,
+    the next one runs on a new server with the lost-state note, and no process is left over."""
+    with kernel_in(tmp_path, NO_ENDPOINT) as (km, kc):
+        reply, _, _ = ks.execute(kc, "x = 1", timeout=90)
+        assert reply["status"] == "ok", reply
+        kernel = kernel_process(km)
+        old_pid = server_pid(kc)
+        old_family = [psutil.Process(old_pid), *psutil.Process(old_pid).children(recursive=True)]
+        count_before = len(live(kernel.children(recursive=True)))
+
+        msg_id = kc.execute("import time; print('started', flush=True); time.sleep(120)")
+        ks.wait_for_output(kc, msg_id, "started")
+        os.kill(old_pid, signal.SIGKILL)
+        reply, outputs, _ = ks.collect(kc, msg_id, timeout=30)
+        assert reply is not None and reply["status"] == "error", (reply, outputs)
+        assert reply["ename"] == "PrivateServerStopped"
+        assert reply["evalue"].startswith("the private embedded server on this machine was killed by SIGKILL; "
+                                          "the next cell starts a new one")
+        assert old_pid not in [child.pid for child in kernel.children()]  # reaped: no zombie of the kernel
+
+        reply, outputs, _ = ks.execute(kc, "print('x' in dir())", timeout=90)
+        assert reply["status"] == "ok", (reply, outputs)
+        assert ks.stdout_of(outputs) == "False\n"
+        assert "the private embedded server was killed by SIGKILL; a new remote session" in ks.stderr_of(outputs)
+        assert "variables, imports) was lost; files stay" in ks.stderr_of(outputs)
+        assert server_pid(kc) != old_pid
+        assert_all_gone(old_family, timeout=15)  # the dead server's inner kernel ends too
+        assert len(live(kernel.children(recursive=True))) == count_before

@@ -4,9 +4,12 @@
 keys, given in its environment (argv is visible to every user through ``ps``).  Its sessions run
 in the kernel's own working directory, so relative paths behave as with a local kernel.  The
 server watches the kernel's pid (``--parent-pid``) and exits when the kernel is gone, even after
-a SIGKILL; a normal shutdown stops it with SIGTERM, a bounded wait, then SIGKILL.
+a SIGKILL; a normal shutdown stops it with SIGTERM, a bounded wait, then SIGKILL.  When it ends
+on its own (killed, out of memory) it is reaped at once, and ``stopped`` says how it ended so
+the kernel can start a new one for the next cell.
 
-Only the standard library is imported here: this runs on the kernel's start-up path.
+Only the standard library (and our error classes) is imported here: this runs on the kernel's start-up
+path.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import subprocess
 import sys
 import threading
 
+from remote_kernel.client import errors
+
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 30.0   # seconds the first cell waits for the server's endpoint line
@@ -29,6 +34,26 @@ STOP_TIMEOUT = 3.0     # seconds between SIGTERM and SIGKILL at shutdown
 
 class EmbeddedServerError(OSError):
     """The private server could not be started (an OSError: the kernel shows it as a cell error)."""
+
+
+class PrivateServerStopped(errors.ConnectionFailed):
+    """The private server ended on its own while a call waited for it."""
+
+    def __init__(self, message: str):
+        super().__init__(msg=message)
+
+    def __str__(self) -> str:  # the message alone: it names the server already
+        return self.msg
+
+
+def describe_exit(returncode: int) -> str:
+    """``-9`` → ``was killed by SIGKILL``; ``3`` → ``exited with code 3``."""
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
 
 
 def fresh_keys() -> tuple[str, str]:
@@ -68,6 +93,7 @@ class EmbeddedServer:
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._lock = threading.Lock()
         self._stderr_reader: threading.Thread | None = None
+        self._stopping = False  # our own stop(): not something to recover from
 
     def __repr__(self) -> str:  # never shows the secret
         return f"EmbeddedServer(url={self.url!r}, pid={self.pid}, cwd={self.cwd!r})"
@@ -109,8 +135,10 @@ class EmbeddedServer:
                 self.url = line
                 self._ready.set()
             # keep draining: a child writing to a full pipe would block
+        process.wait()  # reap at once: a dead child must not linger as a zombie of the kernel
+        if self.url is not None and not self._stopping:
+            log.warning("the private embedded server %s", describe_exit(process.returncode))
         if self.url is None:
-            process.wait()
             self._stderr_reader.join(2)  # its last line says why
             tail = "".join(self._stderr_tail).strip()
             self._error = (f"the private embedded server exited with code {process.returncode} before it "
@@ -140,9 +168,29 @@ class EmbeddedServer:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def stopped(self) -> str | None:
+        """How the server ended after it was ready, when nobody asked it to (``was killed by
+        SIGKILL``), else ``None``."""
+        process = self.process
+        if self.url is None or self._stopping or process is None or process.poll() is None:
+            return None
+        return describe_exit(process.returncode)
+
+    def ended(self, wait: float) -> str | None:
+        """``stopped``, after waiting up to ``wait`` seconds for a dying server to end."""
+        process = self.process
+        if self.url is not None and not self._stopping and process is not None:
+            try:
+                process.wait(wait)
+            except subprocess.TimeoutExpired:
+                return None
+        return self.stopped
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM (the server stops its kernels), a bounded wait, then SIGKILL."""
         process = self.process
+        self._stopping = True
         if process is None or process.poll() is not None:
             return
         try:

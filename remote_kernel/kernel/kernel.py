@@ -128,7 +128,7 @@ class RemoteKernel(Kernel):
             self.api_config, self.image, name_prefix=self.session_name_prefix,
             kernel_id=self._kernel_id(), resources=self.resources, environ=self.environ,
             mounts=list(self.mounts) or None, use_extensions=self.use_extensions,
-            embedded=EmbeddedServer() if embedded else None,
+            embedded=EmbeddedServer() if embedded else None, embedded_reason=embedded or "",
         )
         if self._config_error is None:
             self.remote.start()  # kernel_info answers at once; the first cell waits for this
@@ -164,7 +164,7 @@ class RemoteKernel(Kernel):
     @property
     def banner(self) -> str:  # type: ignore[override]
         if self.remote.embedded is not None:
-            where = (f"no remote endpoint configured: every cell runs locally, on {self.remote.endpoint}, "
+            where = (f"{self.remote.embedded_reason}: every cell runs locally, on {self.remote.endpoint}, "
                      f"in {self.remote.embedded.cwd}")
         else:
             where = f"every cell runs in a remote session of image '{self.image}' on {self.remote.endpoint}"
@@ -274,7 +274,7 @@ class RemoteKernel(Kernel):
         except directives_mod.DirectiveError as exc:
             return self._carry_out(running, cell.fail(make_error("DirectiveError", str(exc))))
         except (errors.APIError, errors.ConfigError) as exc:
-            return self._carry_out(running, cell.on_error(exc))
+            return self._carry_out(running, cell.on_error(self.remote.explain_failure(exc)))
         except OSError as exc:  # a local file of a directive
             return self._carry_out(running, cell.fail(make_error(type(exc).__name__, str(exc))))
 
@@ -282,9 +282,15 @@ class RemoteKernel(Kernel):
         if self._config_error is not None:
             raise self._config_error
         self.remote.ensure()
-        note = (self.remote.take_start_note() or "") + (self.remote.take_lost_note() or "")
-        if note:
-            self._carry_out(running, running.cell.publish("stream", {"name": "stderr", "text": note}))
+        # Where the cells run is information: a plain display (not stderr, which JupyterLab paints
+        # as an error, nor stdout, which is the code's); lost remote state is a warning (stderr).
+        start_note = self.remote.take_start_note()
+        if start_note:
+            self._carry_out(running, running.cell.publish(
+                "display_data", {"data": {"text/plain": start_note}, "metadata": {}, "transient": {}}))
+        lost_note = self.remote.take_lost_note()
+        if lost_note:
+            self._carry_out(running, running.cell.publish("stream", {"name": "stderr", "text": lost_note}))
         if self.remote.generation != self._outputs_generation:
             self._outputs.new_session()
             self._outputs_generation = self.remote.generation
@@ -331,7 +337,7 @@ class RemoteKernel(Kernel):
                 try:
                     result = running.conduit.send(action.body, action.idempotent)
                 except (errors.APIError, errors.StreamUnavailable) as exc:
-                    pending.extend(cell.on_error(exc))
+                    pending.extend(cell.on_error(self.remote.explain_failure(exc)))
                 else:
                     pending.extend(cell.on_result(result, time.monotonic()))
             elif isinstance(action, AskInput):

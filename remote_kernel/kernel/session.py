@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from remote_kernel import protocol
 from remote_kernel.client import APIConfig, Client, SessionRef, errors
-from remote_kernel.kernel.embedded import EmbeddedServer
+from remote_kernel.kernel.embedded import EmbeddedServer, PrivateServerStopped
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,12 @@ LOCAL_ENDPOINT = "local"
 
 
 def load_config(parent: Any = None, environ: Mapping[str, str] | None = None
-                ) -> tuple[APIConfig, errors.ConfigError | None, bool]:
+                ) -> tuple[APIConfig, errors.ConfigError | None, str | None]:
     """``(config, error, embedded)``: the one place that decides where the kernel's code runs.
 
-    * no endpoint, or ``local`` → ``embedded`` (a private server; the config is filled in once
-      it runs, with its fresh keys — any BACKEND_* keys are not sent to it);
+    * no endpoint, or ``local`` → ``embedded`` says why, e.g. "no endpoint is configured" (a
+      private server; the config is filled in once it runs, with its fresh keys — any BACKEND_*
+      keys are not sent to it);
     * an endpoint → used as is; without both keys that is an ``error`` naming the variables
       and where the endpoint was set, never a silent fallback to local.
     """
@@ -53,9 +54,11 @@ def load_config(parent: Any = None, environ: Mapping[str, str] | None = None
     try:
         config = APIConfig.from_env(env, parent=parent)
     except errors.ConfigError as exc:
-        return APIConfig(), exc, False
+        return APIConfig(), exc, None
     if config.embedded:
-        return APIConfig(), None, True
+        why = (f"the endpoint is {LOCAL_ENDPOINT!r} ({config.source_of('endpoint')})" if config.endpoint
+               else "no remote endpoint is configured")
+        return APIConfig(), None, why
     missing = [name for name, value in (("BACKEND_ACCESS_KEY", config.access_key),
                                         ("BACKEND_SECRET_KEY", config.secret_key)) if not value]
     if missing:
@@ -63,8 +66,8 @@ def load_config(parent: Any = None, environ: Mapping[str, str] | None = None
             f"the endpoint {', '.join(config.endpoint)} is configured by {config.source_of('endpoint')} but "
             f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set in the environment the "
             "kernel starts in; set both BACKEND_ACCESS_KEY and BACKEND_SECRET_KEY (or remove the endpoint, "
-            "or use the endpoint 'local', to run on a private server on this machine)"), False
-    return config, None, False
+            "or use the endpoint 'local', to run on a private server on this machine)"), None
+    return config, None, None
 
 
 def resolve_endpoint(config: APIConfig) -> list[str]:
@@ -94,9 +97,10 @@ class RemoteSession:
     def __init__(self, config: APIConfig, image: str, *, name_prefix: str = "jupyter",
                  kernel_id: str | None = None, resources: dict | None = None,
                  environ: dict | None = None, mounts: list | None = None, use_extensions: bool = True,
-                 embedded: EmbeddedServer | None = None):
+                 embedded: EmbeddedServer | None = None, embedded_reason: str = "no remote endpoint is configured"):
         self.config = config
         self.embedded = embedded     # the private server, when no endpoint is configured
+        self.embedded_reason = embedded_reason
         self._start_note_due = embedded is not None
         self.image = image
         self.name_prefix = name_prefix
@@ -166,6 +170,7 @@ class RemoteSession:
 
     def start(self) -> Future:
         """Begin creating the session in a background thread (idempotent while one runs)."""
+        self._replace_stopped_server()
         if self.embedded is not None:
             self.embedded.start()  # spawn now; the creation thread waits for its endpoint
         with self._lock:
@@ -196,14 +201,42 @@ class RemoteSession:
         future = self.start()
         return future.result(timeout)
 
+    def _replace_stopped_server(self) -> None:
+        """The private server ended on its own (killed, out of memory): the next session is made
+        on a new one, with the lost-state note.  (Its files are the kernel's own: they stay.)"""
+        stopped = self.embedded
+        how = stopped.stopped if stopped is not None else None
+        if how is None:
+            return
+        for client in (self._client, self._quick):
+            if client is not None:
+                client.close()
+        self._client = self._quick = None
+        self.config = APIConfig()
+        self.embedded = EmbeddedServer(cwd=stopped.cwd, parent_pid=stopped.parent_pid)
+        self.mark_lost(f"the private embedded server {how}")
+
+    def explain_failure(self, exc: Exception, wait: float = 1.0) -> Exception:
+        """A failed call, told as what happened when the private server died under it (its
+        connection breaks as the process ends: give the end a moment to be seen)."""
+        if self.embedded is None or not isinstance(exc, errors.ConnectionFailed):
+            return exc
+        how = self.embedded.ended(wait)
+        if how is None:
+            return exc
+        return PrivateServerStopped(
+            f"the private embedded server on this machine {how}; the next cell starts a new one "
+            f"(the session's variables and imports are lost, its files in {self.embedded.cwd} stay)")
+
     def mark_lost(self, reason: str) -> None:
         """The remote session is gone: the next ``ensure`` creates a new one, with a note."""
+        lost = ("remote state (variables, imports) was lost; files stay in the working directory"
+                if self.embedded is not None else "remote state (variables, imports, files) was lost")
         with self._lock:
             self.name = session_name(self.name_prefix, self.kernel_id)
             self.ref = None
             self._creation = None
-            self.lost_note = (f"[remote_kernel] {reason}; a new remote session ({self.name}) was started — "
-                              "remote state (variables, imports, files) was lost.\n")
+            self.lost_note = f"[remote_kernel] {reason}; a new remote session ({self.name}) was started — {lost}.\n"
 
     def take_lost_note(self) -> str | None:
         note, self.lost_note = self.lost_note, None
@@ -214,8 +247,7 @@ class RemoteSession:
         if not self._start_note_due or self.embedded is None or self.embedded.url is None:
             return None
         self._start_note_due = False
-        return (f"remote_kernel: no remote endpoint configured — running on a private embedded server on "
-                f"this machine ({self.embedded.url}), in {self.embedded.cwd}\n")
+        return f"remote_kernel: {self.embedded_reason}; cells run on this machine, in {self.embedded.cwd}"
 
     @property
     def ready(self) -> bool:
