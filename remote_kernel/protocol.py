@@ -74,6 +74,7 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 # Our extensions' names, advertised in GET / "extensions" (docs/PROTOCOL.md#our-extensions).
 EXT_JUPYTER_OUTPUTS = "jupyter-outputs"
 EXT_RESUMABLE_RUNS = "resumable-runs"
+EXT_JUPYTER_COMMS = "jupyter-comms"  # comm messages both ways, and the session event stream
 
 # Media types.
 MIME_SORNA_DRAWING = "application/x-sorna-drawing"
