@@ -9,7 +9,7 @@ import pytest
 
 from remote_kernel import protocol
 from remote_kernel.server import records
-from remote_kernel.server.runs import Run, TRUNCATION_NOTICE
+from remote_kernel.server.runs import TRUNCATION_NOTICE, Run, amount
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
 
@@ -114,19 +114,54 @@ def test_run_markers_and_input():
     run_sync(go())
 
 
-def test_run_buffer_is_bounded_with_one_notice():
+def test_run_buffer_keeps_head_and_tail_with_one_notice():
     async def go():
         run = Run("r1", "query", max_buffer=1000)
-        for _ in range(100):
-            run.add([["stdout", "x" * 100]])
-        r = run.result(None)
-        text = "".join(d for k, d in r["console"] if k == "stdout")
-        notices = [d for k, d in r["console"] if k == "stderr"]
-        assert len(text) <= 1000 and len(notices) == 1 and "truncated" in notices[0]
-        assert TRUNCATION_NOTICE.split(":")[0] in notices[0]
-        run.result(None)  # acknowledges everything: output flows again
+        for i in range(100):
+            run.add([["stdout", f"{i:02d}" + "x" * 98]])
+        first = run.result(None)
+        head = "".join(d for k, d in first["console"] if k == "stdout")
+        assert head.startswith("00x") and len(head) <= 1000
+        assert not [d for k, d in first["console"] if k == "stderr"]  # the notice comes with the tail
+        caught_up = run.result(None)  # acknowledges the head: the notice and the newest output, at once
+        kinds = [k for k, _ in caught_up["console"]]
+        assert kinds == ["stderr", "stdout"], caught_up["console"]
+        notice, tail = caught_up["console"][0][1], caught_up["console"][1][1]
+        assert notice.startswith(TRUNCATION_NOTICE.split(":")[0]) and "0 MiB" not in notice
+        assert f"about {amount(100 * 100 - len(head) - len(tail))} of this run's output was dropped" in notice
+        assert tail.endswith("99" + "x" * 98) and 0 < len(tail) <= 250
         run.add([["stdout", "again"]])
         assert run.result(None)["console"] == [["stdout", "again"]]
+    run_sync(go())
+
+
+def test_one_burst_larger_than_the_buffer_keeps_its_start_and_its_end():
+    """34 MB in one chunk, then ``END``: the head, one notice saying how much was dropped, the
+    tail ending with END — never the notice alone."""
+    async def go():
+        run = Run("r1", "query", max_buffer=1_000_000)
+        run.add([["stdout", "x" * 34_000_000]])
+        run.add([["stdout", "END\n"]])
+        run.finish(0)
+        console = run.result(None)["console"]
+        assert [k for k, _ in console] == ["stdout", "stderr", "stdout"]
+        head, notice, tail = (d for _, d in console)
+        assert head == "x" * 750_000 and tail.endswith("xxEND\n") and len(tail) <= 250_000
+        assert f"about {amount(34_000_004 - len(head) - len(tail))} " in notice and "MiB" in notice
+    run_sync(go())
+
+
+def test_truncated_output_reaches_an_input_prompt_and_stays_bounded():
+    async def go():
+        run = Run("r1", "query", max_buffer=4000)
+        for round_ in range(20):  # nobody acknowledges anything: every round truncates again
+            run.add([["stdout", "y" * 3000], ["stderr", f"prompt {round_}: "]])
+            run.wait_input({"prompt": "", "password": False})
+            unacked = sum(records.record_size(r) for r in run.result(0)["console"])
+            notices = sum(len(d) for k, d in run.result(0)["console"] if "truncated" in d)
+            assert unacked - notices <= 4000 + 12 * (round_ + 1), unacked  # the prompts are kept
+            assert run.result(0)["console"][-1] == ["stderr", f"prompt {round_}: "]
+            run.resume()
     run_sync(go())
 
 

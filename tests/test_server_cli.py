@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from _procs import survivors
+import kernel_support as ks
 from remote_kernel.client import errors
 from server_fixture import start_server
 
@@ -138,25 +139,31 @@ def test_batch_input_free_interrupt(tmp_path):
 
 
 def test_output_bound_with_truncation_notice(tmp_path):
-    """A run whose output is not fetched keeps at most --max-run-buffer bytes, then one notice."""
-    srv = start_server(str(tmp_path), "--max-run-buffer", "200000")
+    """A run whose output is not fetched keeps at most --max-run-buffer bytes: its start, one
+    notice saying how much was dropped (not "0 MiB" for a buffer under 1 MiB), and its end."""
+    srv = start_server(str(tmp_path / "root"), "--max-run-buffer", "200000")
+    gate = tmp_path / "gate"
     try:
         client = srv.client()
         client.create_session("python", name="flood")
-        code = "import sys\nfor i in range(3000):\n    sys.stdout.write('y' * 999 + '\\n')\nsys.stdout.flush()"
+        code = ("print('start', flush=True)\n" + ks.gate_code(gate)
+                + "import sys\nfor i in range(3000):\n    sys.stdout.write('y' * 999 + '\\n')\nprint('END')")
         result = client.execute("flood", "query", code, None, {})
-        console = list(result["console"])
-        # Not fetched = not acknowledged: every poll carries the first answer's cursor, so the
-        # server keeps (and bounds) all that came after it, however the polls and the output
+        while not any(k == "stdout" and "start" in d for k, d in result["console"]):
+            assert result["status"] == "continued", result
+            result = client.execute("flood", "continue", "", result["runId"])
+        # From here on nothing is acknowledged: every poll carries this cursor, so the server
+        # keeps (and bounds) all that comes after it, however the polls and the output
         # interleave; the last answer holds all of that.
+        gate.touch()
         last = result
         while last["status"] != "finished":
             last = client.execute("flood", "continue", "", result["runId"], {"cursor": result["cursor"]})
-        if last is not result:
-            console += last["console"]
-        out = "".join(d for k, d in console if k == "stdout")
-        notices = [d for k, d in console if k == "stderr"]
-        assert len(out) < 3_000_000 and len(notices) == 1 and "truncated" in notices[0]
+        out = "".join(d for k, d in last["console"] if k == "stdout")
+        notices = [d for k, d in last["console"] if k == "stderr"]
+        assert len(notices) == 1 and "truncated" in notices[0] and "KiB" in notices[0], notices
+        assert "0 MiB" not in notices[0]
+        assert out.startswith("y" * 999 + "\n") and out.endswith("y\nEND\n") and len(out) <= 200_000
         assert client.execute("flood", "query", "print('ok')")["console"] == [["stdout", "ok\n"]]
     finally:
         assert srv.stop() == 0

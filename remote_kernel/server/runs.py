@@ -28,9 +28,20 @@ RUN_FINISHED = "finished"
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 TRUNCATION_NOTICE = (
-    "\n[remote-kernel] output truncated: more than {mib} MiB of this run's output was not yet "
-    "fetched by the client; further output is dropped until it catches up.\n"
+    "\n[remote-kernel] output truncated: about {dropped} of this run's output was dropped here "
+    "(the client fell more than {limit} behind); the output before and after this notice is "
+    "kept.\n"
 )
+TAIL_SHARE = 4  # while output is dropped, the newest 1/TAIL_SHARE of the buffer is kept
+
+
+def amount(size: int) -> str:
+    """``size`` bytes for people: never "0 MiB" for a small buffer."""
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / (1024 * 1024):.1f} MiB"
 
 
 def new_run_id() -> str:
@@ -63,7 +74,14 @@ class Run:
         self._markers: deque[tuple[int, str, int]] = deque()  # (position, status, exitCode)
         self._bytes = 0
         self._max_buffer = max_buffer
+        # Bounded memory: unacknowledged output beyond the head room is not kept, except the
+        # newest (the tail), which follows a notice of what was dropped once the client catches
+        # up or the run reaches a result of its own (input, a batch step, the end).
+        self._tail_budget = max_buffer // TAIL_SHARE
         self._truncated = False
+        self._tail: deque[Record] = deque()
+        self._tail_bytes = 0
+        self._dropped = 0
         self._changed = asyncio.Event()
 
     # -- producer side -----------------------------------------------------------------------
@@ -79,15 +97,68 @@ class Run:
     def add(self, records: list[Record]) -> None:
         for record in records:
             size = record_size(record)
-            if self._bytes + size > self._max_buffer:
-                # Bounded memory: a cell printing forever must not exhaust the server.
-                if not self._truncated:
-                    self._truncated = True
-                    notice = ["stderr", TRUNCATION_NOTICE.format(mib=self._max_buffer // (1024 * 1024))]
-                    self._append(notice, record_size(notice))
-                continue
-            self._append(record, size)
+            if not self._truncated:
+                room = self._max_buffer - self._tail_budget - self._bytes
+                if size <= room:
+                    self._append(record, size)
+                    continue
+                # the head is full: what fits of this chunk ends it, the rest goes to the tail
+                self._truncated = True
+                if record[0] in STREAMS and isinstance(record[1], str) and room > 0:
+                    self._append([record[0], record[1][:room]], room)
+                    record, size = [record[0], record[1][room:]], size - room
+            self._keep_tail(record, size)
         self._changed.set()
+
+    def _keep_tail(self, record: Record, size: int) -> None:
+        """Keep ``record`` among the newest output; drop (and count) the oldest beyond the budget."""
+        budget = self._tail_budget
+        if size > budget:
+            if record[0] not in STREAMS or not isinstance(record[1], str):
+                self._dropped += size  # one output larger than the whole tail
+                return
+            self._dropped += size - budget + self._tail_bytes  # it alone fills the tail
+            self._tail.clear()
+            record, size, self._tail_bytes = [record[0], record[1][size - budget:]], budget, 0
+        self._tail.append(list(record))
+        self._tail_bytes += size
+        while self._tail_bytes > budget:
+            oldest = self._tail[0]
+            excess = self._tail_bytes - budget
+            old_size = record_size(oldest)
+            # cut a long stream chunk by at least an eighth of the budget, so that a run of
+            # small records after it does not copy it each time
+            cut = max(excess, budget // 8)
+            if oldest[0] in STREAMS and isinstance(oldest[1], str) and old_size > cut:
+                oldest[1] = oldest[1][cut:]
+                self._tail_bytes -= cut
+                self._dropped += cut
+            else:
+                self._tail.popleft()
+                self._tail_bytes -= old_size
+                self._dropped += old_size
+
+    def _end_truncation(self) -> None:
+        """Output flows again: the notice of what was dropped, then the tail kept meanwhile
+        (still within the buffer's bound when the client has not caught up)."""
+        if not self._truncated:
+            return
+        self._truncated = False
+        # (the newest record stays whatever the bound: an input prompt must reach the client)
+        while len(self._tail) > 1 and self._bytes + self._tail_bytes > self._max_buffer:
+            size = record_size(self._tail.popleft())
+            self._tail_bytes -= size
+            self._dropped += size
+        notice = ["stderr", TRUNCATION_NOTICE.format(dropped=amount(self._dropped),
+                                                     limit=amount(self._max_buffer))]
+        self._barrier = self.end  # the notice is a record of its own: nothing merges into it
+        self._append(notice, record_size(notice))
+        self._barrier = self.end
+        for record in self._tail:
+            self._append(record, record_size(record))
+        self._tail.clear()
+        self._tail_bytes = 0
+        self._dropped = 0
 
     def _append(self, record: Record, size: int) -> None:
         if self._records and self.end - 1 >= max(self._sent, self._barrier) and mergeable(self._records[-1], record):
@@ -103,6 +174,7 @@ class Run:
 
     def phase(self, status: str, exit_code: int) -> None:
         """A batch step ended (``clean-finished``/``build-finished``): one result reports it."""
+        self._end_truncation()
         self._markers.append((self.end, status, exit_code))
         self._barrier = self.end  # output of the next step is never merged into this one's
         self._changed.set()
@@ -113,6 +185,7 @@ class Run:
             self._changed.set()
 
     def wait_input(self, options: dict) -> None:
+        self._end_truncation()  # the prompt must reach the client
         self.state = RUN_WAITING_INPUT
         self.input_options = options
         self._changed.set()
@@ -126,6 +199,7 @@ class Run:
         """The run is over; ``options`` go with its last result."""
         if self.state == RUN_FINISHED:
             return
+        self._end_truncation()
         self.state = RUN_FINISHED
         self.exit_code = exit_code
         self.final_options = options
@@ -169,6 +243,11 @@ class Run:
                 return
             await self._wait_changed(remaining)
 
+    def acknowledge(self, cursor: int | None) -> None:
+        """What a request says its client holds (None: everything delivered before), before it
+        waits: a client catching up gets the kept tail of dropped output at once."""
+        self.ack(self._sent if cursor is None else cursor)
+
     def ack(self, cursor: int) -> None:
         cursor = max(self._base, min(cursor, self.end))
         drop = cursor - self._base
@@ -178,8 +257,8 @@ class Run:
             del self._records[:drop]
             self._base = cursor
             self._sent = max(self._sent, cursor)
-        if self._truncated and self._bytes < self._max_buffer // 2:
-            self._truncated = False
+        if self._truncated and self._bytes < (self._max_buffer - self._tail_budget) // 2:
+            self._end_truncation()  # the client caught up
 
     def result(self, cursor: int | None) -> dict:
         """The next result: records from ``cursor`` (None: everything not yet delivered)."""

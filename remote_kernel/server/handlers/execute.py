@@ -96,6 +96,7 @@ async def execute(handler: BaseHandler, ident: str) -> None:
             run = new_run(handler, mode, run_id, code, options)
             session.submit(run)
             cursor = None
+    run.acknowledge(cursor)  # before waiting: a client that caught up gets dropped output's tail at once
     await run.wait(handler.state.config.hold, handler.state.config.coalesce)
     session.touch()
     if handler.request.connection.stream.closed():

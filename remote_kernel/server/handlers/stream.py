@@ -114,6 +114,7 @@ class StreamExecuteHandler(BaseHandler, tornado.websocket.WebSocketHandler):
     async def _stream(self, session, run: Run) -> None:
         config = self.state.config
         while True:
+            run.acknowledge(None)  # every frame sent so far counts as received
             await run.wait(config.hold, min(config.coalesce, STREAM_FLUSH))
             session.touch()
             result = run.result(None)
