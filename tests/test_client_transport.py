@@ -3,7 +3,7 @@ are retried (never a query that may have reached the server)."""
 
 from __future__ import annotations
 
-import time
+import threading
 
 import pytest
 
@@ -69,15 +69,24 @@ def test_get_is_retried_after_drop():
 
 
 def test_query_read_timeout_is_not_retried():
+    released, answered = threading.Event(), threading.Event()
+
     def slow(req):
-        time.sleep(1.0)
+        if req.path != "/probe":
+            released.wait(30)  # the answer comes only once the client has given up
+        answered.set()
         return OK
     with ScriptedServer(slow) as server:
         with client_for(server.url, read_timeout=0.3) as client:
             with pytest.raises(errors.RequestTimeout):
                 client.execute("rk-to12", "query", "sleep")
-        time.sleep(0.8)  # let the slow handler finish before shutdown
-    assert len(server.requests) == 1
+        released.set()
+        assert answered.wait(30)
+        # The server answers one request at a time: a re-sent query, sent before the client gave
+        # up, has waited since then and is answered before this later one.
+        with client_for(server.url) as probe:
+            probe.transport.request("POST", "/probe", json={})
+    assert [r.path for r in server.requests] == ["/session/rk-to12", "/probe"]
 
 
 def test_rate_limited_waits_retry_after_then_succeeds():
