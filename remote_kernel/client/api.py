@@ -327,6 +327,27 @@ class Client:
         """Our ``jupyter-outputs`` extension: the inner kernel's ``is_complete_reply`` content."""
         return self._forward(name, "/is_complete", {"code": code})
 
+    # -- comms (our jupyter-comms extension) ------------------------------------------------
+
+    def send_comm(self, name: str, message: dict) -> None:
+        """A frontend's ``comm_open``/``comm_msg``/``comm_close`` to the inner kernel:
+        ``{"msg_type", "msgId", "content", "metadata", "buffers": [base64]}``."""
+        self._call("POST", self._path(name, "/comm"), json=message)
+
+    def comm_info(self, name: str, target_name: str | None = None) -> dict:
+        """The inner kernel's ``comm_info_reply`` content."""
+        path = self._path(name, "/comm_info")
+        return self._json_object(self._call("POST", path, json={"target_name": target_name}), f"POST {path}")
+
+    def events(self, name: str, cursor: int, wait: float) -> dict:
+        """The session's events from ``cursor`` on (a long poll of up to ``wait`` seconds):
+        ``{"events": [...], "cursor": next, "dropped": n}``.  Safe to repeat."""
+        path = self._path(name, "/events")
+        connect = self.transport.timeout[0] if isinstance(self.transport.timeout, tuple) else self.transport.timeout
+        response = self._call("GET", path, params={"cursor": int(cursor), "wait": f"{wait:g}"},
+                              idempotent=True, timeout=(connect, wait + 10.0))
+        return self._json_object(response, f"GET {path}")
+
     def _forward(self, name: str, suffix: str, payload: dict) -> dict:
         path = self._path(name, suffix)
         body = self._json_object(self._call("POST", path, json=payload), f"POST {path}")

@@ -28,11 +28,12 @@ cell's lock, so the driver may call them from any thread.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 from remote_kernel import protocol
 from remote_kernel.client import Done, InputWanted, Record, RunState, errors
+from remote_kernel.kernel.comms import inner_message
 from remote_kernel.kernel.outputs import Message, OutputContext, StreamBuffer, make_error, translate
 
 # A remote that still waits for input after we asked it to stop is asked again this often.
@@ -49,6 +50,8 @@ class Publish:
 
     msg_type: str
     content: dict
+    metadata: dict = field(default_factory=dict)
+    buffers: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -230,7 +233,10 @@ class Cell:
             actions: list[Action] = []
             next_step: list[Action] = []
             for event in self.state.handle(result):
-                if isinstance(event, Record):
+                if isinstance(event, Record) and event.kind == "comm":
+                    self._records_received += 1
+                    actions += self._flush() + self._comm(event.data)
+                elif isinstance(event, Record):
                     self._records_received += 1
                     for msg_type, content in self._buffer.push(translate(event.kind, event.data, self._outputs)):
                         if msg_type == "error":
@@ -245,6 +251,14 @@ class Cell:
             if not next_step:  # the run goes on
                 next_step = [self._send_next()]
             return actions + next_step
+
+    def _comm(self, data: Any) -> list[Action]:
+        """A comm message of the inner kernel (our extensions), in order with the outputs.
+        Sent for silent cells too: a widget whose state messages were dropped would go stale."""
+        message = inner_message(data)
+        if message is None or message.msg_type not in ("comm_open", "comm_msg", "comm_close") or self.abandoned:
+            return []
+        return [Publish(message.msg_type, message.content, message.metadata, message.buffers)]
 
     def _flush(self) -> list[Action]:
         return [action for msg_type, content in self._buffer.flush() for action in self.publish(msg_type, content)]

@@ -44,12 +44,15 @@ from traitlets import Any as AnyTrait
 from traitlets import Bool, CaselessStrEnum, Dict, Float, List, Unicode
 
 from remote_kernel import __version__, protocol
-from remote_kernel.client import errors
+from remote_kernel.client import Client, errors
 from remote_kernel.ipykernel_private import shell_request_ident
 from remote_kernel.kernel import directives as directives_mod
 from remote_kernel.kernel.cell import (
     Abandon, AskInput, CancelInput, Cell, EndStream, Finish, ForgetSession, InterruptRemote, Publish,
     RestartRun, Send, UseRest, WaitUntil,
+)
+from remote_kernel.kernel.comms import (
+    COMM_TYPES, WIDGET_CONTROL_TARGET, EventFollower, InnerMessage, ParentHeaders, comm_request,
 )
 from remote_kernel.kernel.conduit import WEBSOCKET, Conduit, execute_loop
 from remote_kernel.kernel.embedded import EmbeddedServer
@@ -122,6 +125,12 @@ class RemoteKernel(Kernel):
         self._outputs = OutputContext()
         self._outputs_generation = 0
         self._streaming_refused = False  # the server answered the websocket upgrade with "no such endpoint"
+        # comms (comms.py): the frontend's requests by msg_id, the between-cells event stream
+        self._parents = ParentHeaders()
+        self._events = EventFollower(self._events_target, self._publish_inner)
+        self._no_comms_note_due = False
+        for msg_type in COMM_TYPES:
+            self.shell_handlers[msg_type] = self._comm_from_frontend
         # no endpoint (or "local") → a private embedded server in this kernel's cwd
         self.api_config, self._config_error, embedded = load_config(self)
         self.remote = RemoteSession(
@@ -216,6 +225,7 @@ class RemoteKernel(Kernel):
         if not code.strip():
             return self._carry_out(None, cell.ok())  # empty cells never reach the remote
         running = _Running(cell, parent=self.get_parent("shell"), ident=shell_request_ident(self))
+        self._parents.remember(running.parent.get("header") or {})
         self._running = running
         try:
             return self._execute_cell(running, code)
@@ -291,6 +301,13 @@ class RemoteKernel(Kernel):
         lost_note = self.remote.take_lost_note()
         if lost_note:
             self._carry_out(running, running.cell.publish("stream", {"name": "stderr", "text": lost_note}))
+        if protocol.EXT_JUPYTER_COMMS in self.remote.extensions:
+            self._events.start()  # what the inner kernel says between cells
+        elif self._no_comms_note_due:
+            self._no_comms_note_due = False
+            self._carry_out(running, running.cell.publish("display_data", {"data": {"text/plain": (
+                "remote_kernel: this server offers no comm messages (our jupyter-comms extension), so "
+                "widgets show as text here")}, "metadata": {}, "transient": {}}))
         if self.remote.generation != self._outputs_generation:
             self._outputs.new_session()
             self._outputs_generation = self.remote.generation
@@ -308,6 +325,9 @@ class RemoteKernel(Kernel):
         if options is None:  # a query: with our extensions, lossless outputs and the frontend's stdin
             lossless = protocol.EXT_JUPYTER_OUTPUTS in self.remote.extensions
             options = {"outputs": "jupyter", "allowStdin": running.cell.allow_stdin} if lossless else {}
+            if lossless and protocol.EXT_JUPYTER_COMMS in self.remote.extensions:
+                # the inner request takes our msg_id: its messages then name our request as parent
+                options.update(comms=True, msgId=running.parent["header"]["msg_id"])
         return self._carry_out(running, running.cell.begin_run(mode, code, options, **self._open_conduit(running)))
 
     def _open_conduit(self, running: _Running) -> dict:
@@ -331,7 +351,8 @@ class RemoteKernel(Kernel):
                 return action.reply
             if isinstance(action, Publish):
                 self.session.send(self.iopub_socket, action.msg_type, action.content, parent=running.parent,
-                                  ident=self._topic(action.msg_type))
+                                  ident=self._topic(action.msg_type), metadata=action.metadata or None,
+                                  buffers=list(action.buffers) or None)
                 running.outputs_sent += 1
             elif isinstance(action, Send):
                 try:
@@ -429,6 +450,7 @@ class RemoteKernel(Kernel):
     # -- shutdown ------------------------------------------------------------------------------
 
     async def do_shutdown(self, restart):
+        self._events.stop()
         running = self._running
         if running is not None:
             self._carry_out_now(running, running.cell.on_shutdown())
@@ -511,6 +533,68 @@ class RemoteKernel(Kernel):
             except Exception as exc:
                 log.debug("is_complete failed: %s", exc)
         return {"status": "unknown"}
+
+    # -- comms: the rest of the Jupyter conversation (comms.py) ---------------------------------
+
+    async def _comm_from_frontend(self, stream, ident, parent) -> None:
+        """comm_open / comm_msg / comm_close from the frontend: to the inner kernel, with the
+        frontend's msg_id; a server without our comms extension gets none, and a comm_open is
+        answered with comm_close so the frontend does not wait for a kernel-side comm."""
+        header = parent["header"]
+        content = parent.get("content") or {}
+        self._parents.remember(header)
+        forwarded = False
+        if self._comms_available():
+            try:
+                self.remote.client().send_comm(self.remote.name, comm_request(
+                    header, content, parent.get("metadata") or {}, parent.get("buffers")))
+                forwarded = True
+            except (errors.APIError, errors.ConfigError) as exc:
+                log.warning("%s not delivered to the remote: %s", header["msg_type"], exc)
+        if not forwarded and header["msg_type"] == "comm_open":
+            self.session.send(self.iopub_socket, "comm_close", {"comm_id": content.get("comm_id"), "data": {}},
+                              parent=parent, ident=self._topic("comm_close"))
+            if content.get("target_name") != WIDGET_CONTROL_TARGET:
+                self._no_comms_note_due = True
+
+    def _comms_available(self) -> bool:
+        """Whether the remote session takes comm messages (waits for the session, as a cell would)."""
+        if self._config_error is not None or not self.use_extensions:
+            return False
+        try:
+            self.remote.ensure()
+        except Exception as exc:  # noqa: BLE001 - the next cell reports it properly
+            log.debug("no remote session for a comm message: %s", exc)
+            return False
+        if protocol.EXT_JUPYTER_COMMS not in self.remote.extensions:
+            return False
+        self._events.start()
+        return True
+
+    async def comm_info_request(self, stream, ident, parent):
+        target = (parent.get("content") or {}).get("target_name")
+        reply = {"status": "ok", "comms": {}}
+        if self._comms_available():
+            try:
+                answer = self.remote.client().comm_info(self.remote.name, target)
+                if isinstance(answer.get("comms"), dict):
+                    reply["comms"] = answer["comms"]
+            except (errors.APIError, errors.ConfigError) as exc:
+                log.warning("comm_info_request not answered by the remote: %s", exc)
+        self.session.send(stream, "comm_info_reply", reply, parent, ident)
+
+    def _events_target(self):
+        """What the event follower follows: the current session, while it offers our comms."""
+        if not self.remote.ready or protocol.EXT_JUPYTER_COMMS not in self.remote.extensions:
+            return None
+        remote = self.remote
+        return (lambda: Client(remote.config)), remote.name, remote.generation
+
+    def _publish_inner(self, message: InnerMessage) -> None:
+        """A message the inner kernel sent between cells, as ours, under the request that caused it."""
+        self.session.send(self.iopub_socket, message.msg_type, message.content,
+                          parent=self._parents.parent_of(message.parent_id), ident=self._topic(message.msg_type),
+                          metadata=message.metadata or None, buffers=list(message.buffers) or None)
 
     async def do_history(self, *args, **kwargs):
         return {"status": "ok", "history": []}
