@@ -34,7 +34,7 @@ from jupyter_core.paths import jupyter_data_dir
 MARKER = "remote_kernel"
 INSTALLED_BY = "remote-kernel install"
 DEFAULT_TEMPLATE = "remote-python"
-_NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 
 # image name (without registry/tag) → template, for `--image` without `--template`
 _LANGUAGE_HINTS = (
@@ -265,7 +265,7 @@ def install(*, template: str = DEFAULT_TEMPLATE, name: str | None = None, image:
     the directory it was installed into.  Whatever is there is replaced; the command line
     checks first (``conflict``)."""
     name = (name or template).lower()
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise InstallError(f"kernel name {name!r} may only hold ASCII letters, digits, '-', '.', '_'")
     spec = build_spec(template, image=image, endpoint=endpoint, display_name=display_name)
     manager = manager or KernelSpecManager()
@@ -407,7 +407,7 @@ def _run_install(args) -> int:
             template = args.template or (template_for_image(args.image) if args.image else DEFAULT_TEMPLATE)
             targets = [(template, args.name or template, args.image)]
         for template, name, image in targets:
-            if not _NAME_RE.match(name):
+            if not _NAME_RE.fullmatch(name):
                 raise InstallError(f"kernel name {name!r} may only hold ASCII letters, digits, '-', '.', '_'")
             dest = destination(name, user=user, prefix=prefix, manager=manager)
             why = None if args.force else conflict(name, dest, manager)

@@ -85,7 +85,8 @@ MAX_UPLOAD_FILES = 20
 MAX_UPLOAD_FILE_SIZE = 1024 * 1024  # a file must be smaller than this
 MAX_DOWNLOAD_FILES = 5
 
-# Session names (docs/PROTOCOL.md#sessions): 4-64 chars, ^\w[\w.-]*\w$
-SESSION_NAME_PATTERN = r"^\w[\w.-]*\w$"
+# Session names (docs/PROTOCOL.md#sessions): 4-64 chars, ^\w[\w.-]*\w$ — the whole string:
+# \Z, not $, which also matches before a final newline (so even re.match checks all of it)
+SESSION_NAME_PATTERN = r"^\w[\w.-]*\w\Z"
 SESSION_NAME_MIN = 4
 SESSION_NAME_MAX = 64

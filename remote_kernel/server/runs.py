@@ -25,7 +25,7 @@ RUN_RUNNING = "running"
 RUN_WAITING_INPUT = "waiting-input"
 RUN_FINISHED = "finished"
 
-_RUN_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_RUN_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 TRUNCATION_NOTICE = (
     "\n[remote-kernel] output truncated: about {dropped} of this run's output was dropped here "
@@ -49,7 +49,7 @@ def new_run_id() -> str:
 
 
 def valid_run_id(run_id: object) -> bool:
-    return isinstance(run_id, str) and bool(_RUN_ID_RE.match(run_id))
+    return isinstance(run_id, str) and bool(_RUN_ID_RE.fullmatch(run_id))
 
 
 class Run:

@@ -28,7 +28,7 @@ _NAME_RE = re.compile(protocol.SESSION_NAME_PATTERN, re.ASCII)
 
 def check_name(name: object) -> str:
     if not isinstance(name, str) or not (protocol.SESSION_NAME_MIN <= len(name) <= protocol.SESSION_NAME_MAX) \
-            or not _NAME_RE.match(name):
+            or not _NAME_RE.fullmatch(name):
         raise bad_params("session names are 4-64 characters of letters, digits, '_', '.', '-', "
                          "starting and ending with a letter, digit or '_'")
     return name

@@ -1,0 +1,61 @@
+"""Reliability and security of session files and names against a real ``remote-kernel serve``
+(issue 16, part II): names are checked as whole strings; file calls never follow a name swapped
+into a symlink, FIFO or hard link by the session's own code, never answer 500 for what a client
+or its code did, and one session's stuck file calls never starve another's; downloads and
+websocket input are bounded in memory; big outputs keep their start and end; a running cell
+keeps its session from the idle reaper; session folders are private (0700); listings do not
+show the server's paths.
+
+The ``server`` fixture (tests/server_fixture.py) checks on teardown that the server logged no
+traceback: an unexpected exception (a 500) fails the module.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+import server_fixture
+from remote_kernel import install, protocol
+from remote_kernel.client import api, errors
+
+PROBLEM = protocol.PROBLEM_CONTENT_TYPE
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def assert_problem(response, status: int = 400, slug: str = "invalid-api-params") -> dict:
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    assert response.headers["Content-Type"].startswith(PROBLEM), response.headers
+    problem = response.json()
+    assert problem["type"] == protocol.PROBLEM_BASE + slug, problem
+    return problem
+
+
+# ---- 10. names, ids and paths are checked as whole strings ---------------------------------------
+
+@pytest.mark.parametrize("name", ["abcd\n", "abcd\r\n", "ab\ncd", "\nabcd"])
+def test_a_session_name_is_checked_whole(server, name):
+    """``$`` also matches before a final newline: ``abcd\\n`` passed the name check."""
+    r = server.signed_request("POST", "/session", {"name": name, "image": "python"})
+    assert_problem(r)
+    with pytest.raises(errors.InvalidRequestError):
+        api.check_session_name(name)  # the client refuses it before sending it too
+    with pytest.raises(install.InstallError):
+        install.install(name="remote-" + name)  # (refused before anything is written)
+
+
+def test_a_run_id_is_checked_whole(server):
+    client = server.client()
+    name = unique("names")
+    client.create_session("python", name=name)
+    try:
+        r = server.signed_request("POST", f"/session/{name}", {"mode": "query", "code": "1", "runId": "abc\n"})
+        assert_problem(r)
+        assert client.execute(name, "query", "print('ok')", "abc")["console"] == [["stdout", "ok\n"]]
+    finally:
+        client.destroy_session(name)
