@@ -4,6 +4,8 @@ The process is started on IPC sockets, restarted in place and halted within a bo
 shutdown request, then SIGKILL to its whole process group).  The channels are read straight
 from their ZMQ sockets; each message goes to whoever sent the request it answers: the
 ``Listener`` of an ``execute`` request, or the caller of ``request`` awaiting its shell reply.
+IOPub messages no listener takes go to the session's event log (``comms.EventLog``, our
+jupyter-comms extension), which keeps them only once a client asked for them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Protocol
 
 from jupyter_client.manager import AsyncKernelManager
 
+from remote_kernel.server.comms import EventLog
 from remote_kernel.server.errors import APIProblem
 from remote_kernel.server.tasks import cancel_all
 
@@ -36,6 +39,9 @@ class Listener(Protocol):
 
     def on_input_request(self, content: dict) -> None:
         """The stdin channel's input_request."""
+
+    # optional: ``on_iopub(msg) -> bool`` takes the whole message instead of ``on_output``;
+    # False leaves it to the event log (a comm message the run did not ask for, late output)
 
 
 class InnerKernel:
@@ -56,6 +62,7 @@ class InnerKernel:
         self._replies: dict[str, asyncio.Future] = {}
         self._iopub_seen: dict[str, asyncio.Event] = {}
         self._readers: list[asyncio.Task] = []
+        self.events = EventLog()
 
     # -- the process -------------------------------------------------------------------------
 
@@ -101,6 +108,7 @@ class InnerKernel:
 
     async def stop(self, grace: float = KERNEL_GRACE, interrupt_first: bool = False) -> None:
         """Stop reading, halt the kernel (``_halt``) and remove its files."""
+        self.events.close()
         await cancel_all(self._readers)
         if self._kc is not None:
             with contextlib.suppress(Exception):
@@ -207,12 +215,26 @@ class InnerKernel:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def execute(self, code: str, allow_stdin: bool, listener: Listener) -> str:
-        """Send an execute_request; its messages go to ``listener`` until ``forget``."""
-        msg_id = self._kc.execute(code, silent=False, store_history=True, allow_stdin=allow_stdin,
-                                 stop_on_error=False)
+    def execute(self, code: str, allow_stdin: bool, listener: Listener, msg_id: str | None = None) -> str:
+        """Send an execute_request (with header ``msg_id`` when given: the client's own request
+        id, which every message the cell causes then names as its parent); its messages go to
+        ``listener`` until ``forget``."""
+        content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                   "allow_stdin": allow_stdin, "stop_on_error": False}
+        msg_id = self.send_shell("execute_request", content, msg_id=msg_id)
         self._listeners[msg_id] = listener
         return msg_id
+
+    def send_shell(self, msg_type: str, content: dict, metadata: dict | None = None, buffers=(),
+                   msg_id: str | None = None) -> str:
+        """Send a shell message (header ``msg_id`` when given, else a fresh one) with binary
+        ``buffers``; its msg_id."""
+        session = self._kc.session
+        msg = session.msg(msg_type, content, metadata=metadata)
+        if msg_id:
+            msg["header"]["msg_id"] = msg["msg_id"] = msg_id
+        session.send(self._kc.shell_channel.socket, msg, buffers=list(buffers) or None)
+        return msg["header"]["msg_id"]
 
     def forget(self, msg_id: str) -> None:
         self._listeners.pop(msg_id, None)
@@ -252,9 +274,16 @@ class InnerKernel:
             parent = msg.get("parent_header", {}).get("msg_id")
             listener = self._listeners.get(parent)
             if listener is not None:
-                listener.on_output(msg.get("msg_type"), msg.get("content") or {})
+                on_iopub = getattr(listener, "on_iopub", None)
+                if on_iopub is None:
+                    listener.on_output(msg.get("msg_type"), msg.get("content") or {})
+                    continue
+                if on_iopub(msg):
+                    continue
             elif parent in self._iopub_seen:
                 self._iopub_seen[parent].set()
+                continue
+            self.events.add(msg)
 
     async def _read_shell(self) -> None:
         while True:

@@ -13,7 +13,7 @@ import time
 from typing import Callable
 
 from remote_kernel import protocol
-from remote_kernel.server import records
+from remote_kernel.server import comms, records
 from remote_kernel.server.batch import BatchRunner
 from remote_kernel.server.inner_kernel import InnerKernel
 from remote_kernel.server.runs import RUN_WAITING_INPUT, Run
@@ -33,6 +33,20 @@ class _Cell:
         self.reply: dict = {}
         self.idle_seen = False
         self.errored = False
+
+    def on_iopub(self, msg: dict) -> bool:
+        """False: not a record of this run but an event (comms.EventLog) — a comm message the
+        run did not ask for (jupyter-comms), output that comes after the run's end."""
+        msg_type = msg.get("msg_type")
+        if msg_type in comms.COMM_MSG_TYPES:
+            if self.run.finished or not comms.wants_comms(self.run):
+                return False
+            self.run.add([comms.comm_record(msg)])
+            return True
+        if self.run.finished and msg_type != "status":
+            return False
+        self.on_output(msg_type, msg.get("content") or {})
+        return True
 
     def on_output(self, msg_type: str, content: dict) -> None:
         if msg_type == "status":
@@ -159,7 +173,10 @@ class RunWorker:
                 self.active = None
 
     async def _execute(self, run: Run) -> None:
-        msg_id = self._kernel.execute(run.code, run.allow_stdin, _Cell(run, self._log))
+        if comms.wants_comms(run):
+            self._kernel.events.enable()  # what the cell leaves behind comes as events
+        msg_id = self._kernel.execute(run.code, run.allow_stdin, _Cell(run, self._log),
+                                      msg_id=run.options.get("msgId"))
         try:
             while not run.finished_event.is_set():
                 try:

@@ -8,6 +8,7 @@ Unknown or foreign runIds on ``continue``/``input`` answer 400 ``invalid-api-par
 from __future__ import annotations
 
 from remote_kernel import protocol
+from remote_kernel.server import comms
 from remote_kernel.server.base import BaseHandler
 from remote_kernel.server.errors import bad_params
 from remote_kernel.server.handlers.root import classic_options
@@ -49,6 +50,8 @@ def new_run(handler: BaseHandler, mode: str, run_id: str | None, code: str, opti
     allow_stdin = options.get("allowStdin", True)
     if not isinstance(allow_stdin, bool):
         raise bad_params("'options.allowStdin' must be a boolean")
+    if mode == protocol.MODE_QUERY:
+        comms.check_query_options(options)  # our jupyter-comms extension: msgId, comms
     if mode == protocol.MODE_BATCH:
         for step in ("clean", "build", "exec"):
             if not isinstance(options.get(step), (str, type(None))):
