@@ -13,6 +13,7 @@ traceback: an unexpected exception (a 500) fails the module.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 
 import pytest
@@ -57,5 +58,23 @@ def test_a_run_id_is_checked_whole(server):
         r = server.signed_request("POST", f"/session/{name}", {"mode": "query", "code": "1", "runId": "abc\n"})
         assert_problem(r)
         assert client.execute(name, "query", "print('ok')", "abc")["console"] == [["stdout", "ok\n"]]
+    finally:
+        client.destroy_session(name)
+
+
+# ---- 13. listings show no path of the server ------------------------------------------------------
+
+def test_a_listing_shows_paths_relative_to_the_session(server):
+    """``abspath`` stays (the official CLI prints it) but names no folder of the server."""
+    client = server.client()
+    name = unique("listing")
+    client.create_session("python", name=name)
+    try:
+        client.upload(name, [("sub/dir/f.txt", b"x")])
+        for path, shown in ((".", "."), ("sub", "sub"), ("sub/dir", "sub/dir"), ("sub/dir/", "sub/dir")):
+            r = server.signed_request("POST", f"/session/{name}/files", {"path": path})
+            assert r.status_code == 200, r.text
+            assert r.json()["abspath"] == shown
+            assert server.root not in r.text and os.path.realpath(server.root) not in r.text
     finally:
         client.destroy_session(name)

@@ -114,4 +114,7 @@ def list_dir(root: str, relpath: str) -> dict:
             entries.append({"mode": stat.filemode(st.st_mode), "size": st.st_size,
                             "ctime": st.st_ctime, "mtime": st.st_mtime, "atime": st.st_atime,
                             "filename": entry.name})
-    return {"files": json.dumps(entries), "errors": "", "abspath": target}
+    # abspath: real servers send the folder's path in the container, which the official CLI
+    # prints; ours is relative to the session's folder, never the server's own layout
+    shown = os.path.relpath(target, os.path.realpath(root)).replace(os.sep, "/")
+    return {"files": json.dumps(entries), "errors": "", "abspath": shown}
