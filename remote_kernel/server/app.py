@@ -26,7 +26,7 @@ from remote_kernel.server import keys as keys_mod
 from remote_kernel.server.base import NotFoundHandler
 from remote_kernel.server.body_limit import BodyLimit
 from remote_kernel.server.config import ServerConfig
-from remote_kernel.server.handlers import execute, files, root, sessions, stream
+from remote_kernel.server.handlers import comms, execute, files, root, sessions, stream
 from remote_kernel.server.sessions import SessionManager
 
 log = logging.getLogger("remote_kernel.server")
@@ -62,7 +62,10 @@ def make_app(state: ServerState) -> tornado.web.Application:
     ]
     if state.config.extensions:  # our extensions only: a classic server has no such endpoints
         routes[-1:-1] = [(_P + _ID + r"/inspect", execute.InspectHandler),
-                         (_P + _ID + r"/is_complete", execute.IsCompleteHandler)]
+                         (_P + _ID + r"/is_complete", execute.IsCompleteHandler),
+                         (_P + _ID + r"/events", comms.EventsHandler),
+                         (_P + _ID + r"/comm", comms.CommHandler),
+                         (_P + _ID + r"/comm_info", comms.CommInfoHandler)]
     return tornado.web.Application(
         [(pattern, handler, args) for pattern, handler in routes],
         default_handler_class=NotFoundHandler, default_handler_args=args,
