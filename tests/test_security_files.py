@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import uuid
 
 import pytest
@@ -78,3 +79,22 @@ def test_a_listing_shows_paths_relative_to_the_session(server):
             assert server.root not in r.text and os.path.realpath(server.root) not in r.text
     finally:
         client.destroy_session(name)
+
+
+# ---- 12. session folders are private -------------------------------------------------------------
+
+def test_session_folders_are_private_cold_or_warm(server):
+    """0700 for a session started cold (0755 before, readable by others under a shared
+    ``--root``) as for one adopting a warm spare."""
+    client = server.client()
+    cold, warm = unique("cold"), unique("warm")
+    client.create_session("python", name=cold, environ={"ONLY_COLD": "1"})  # a spare cannot serve it
+    client.create_session("python", name=warm)
+    try:
+        for name in (cold, warm):
+            folder = client.execute(name, "query", "import os; print(os.getcwd())")["console"][0][1].strip()
+            assert os.path.dirname(os.path.realpath(folder)) == os.path.realpath(server.root)
+            assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700, (name, oct(os.stat(folder).st_mode))
+    finally:
+        client.destroy_session(cold)
+        client.destroy_session(warm)

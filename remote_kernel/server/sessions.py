@@ -176,7 +176,8 @@ class SessionManager:
         if move_from is not None:
             os.rename(move_from, path)
         else:
-            os.makedirs(path)
+            os.mkdir(path, 0o700)
+        os.chmod(path, 0o700)  # private whatever the umask, or the root's sharing (--root)
         return path, True
 
     async def destroy(self, session: Session) -> None:
