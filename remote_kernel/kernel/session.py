@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 from remote_kernel import protocol
 from remote_kernel.client import APIConfig, Client, SessionRef, errors
+from remote_kernel.client.config import LOCAL_ENDPOINT
 from remote_kernel.kernel.embedded import EmbeddedServer, PrivateServerStopped
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,6 @@ class NoEndpoint(errors.ConfigError):
 
 class MissingKeys(errors.ConfigError):
     """An endpoint is configured but its keypair is not."""
-
-
-LOCAL_ENDPOINT = "local"
 
 
 def load_config(parent: Any = None, environ: Mapping[str, str] | None = None
@@ -156,8 +154,8 @@ class RemoteSession:
 
     @property
     def extensions(self) -> frozenset[str]:
-        """The Part B extensions to use: those the server offers (once it was asked), unless
-        switched off by configuration."""
+        """Our protocol extensions to use (docs/PROTOCOL.md#our-extensions): those the server
+        offers (once it was asked), unless switched off by configuration."""
         client = self._client
         if not self.use_extensions or client is None or client._server_info is None:
             return frozenset()
