@@ -115,12 +115,13 @@ class EmbeddedServer:
         self.root = tempfile.mkdtemp(prefix="rk-bench-root-")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "remote_kernel", "serve", "--port", "0",
-             "--access-key", self.access_key, f"--secret-key={self.secret_key}",
              "--root", self.root,
              "--parent-pid", str(os.getpid()),  # never outlives an interrupted bench
              *extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-            env={**os.environ, **(env or {})})
+            # the keypair in the environment, never in argv (which every user can read)
+            env={**os.environ, **(env or {}), "BACKEND_ACCESS_KEY": self.access_key,
+                 "BACKEND_SECRET_KEY": self.secret_key})
         self.url = None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

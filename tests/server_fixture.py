@@ -95,6 +95,14 @@ class ServerProcess:
         return self.proc.returncode
 
 
+def write_secret(secret: str) -> str:
+    """A file holding ``secret`` alone (mode 0600), for ``serve --secret-key-file``."""
+    fd, path = tempfile.mkstemp(prefix="rk-secret-")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    return path
+
+
 def start_server(root: str | None = None, *extra: str, env: dict | None = None) -> ServerProcess:
     access, secret = "AKTEST" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30)
     other, other_secret = "AKOTHER" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30)
@@ -102,10 +110,12 @@ def start_server(root: str | None = None, *extra: str, env: dict | None = None) 
     stderr_path = os.path.join(tempfile.mkdtemp(prefix="rk-server-log-"), "stderr.log")
     full_env = dict(os.environ)
     full_env.update(env or {})
+    # secrets in files, never in argv (which every user can read)
+    secret_file, other_file = write_secret(secret), write_secret(other_secret)
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "remote_kernel", "serve", "--port", "0", "--access-key", access,
-             f"--secret-key={secret}", "--access-key", other, f"--secret-key={other_secret}",
+             "--secret-key-file", secret_file, "--access-key", other, "--secret-key-file", other_file,
              "--root", root, "--log-level", "INFO",
              # a test run killed mid-way must not leave servers behind
              "--parent-pid", str(os.getpid()), *extra],
@@ -116,7 +126,7 @@ def start_server(root: str | None = None, *extra: str, env: dict | None = None) 
         line = proc.stdout.readline()
         if not line:
             break
-        if line.startswith("http://"):
+        if line.startswith(("http://", "https://")):
             url = line.strip()
             break
     if url is None:

@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 import kernel_support as ks
+import server_fixture
 from _procs import live_descendants, survivors
 from _proxy import FlakyProxy
 from remote_kernel.client import APIConfig, Client, errors
@@ -36,7 +37,7 @@ class Launched:
         self.root = tempfile.mkdtemp(prefix="rk-fault-root-")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "remote_kernel", "serve", "--port", str(port), "--root", self.root,
-             f"--access-key={self.access}", f"--secret-key={self.secret}",
+             f"--access-key={self.access}", "--secret-key-file", server_fixture.write_secret(self.secret),
              "--warm-kernels", "0",  # these tests count the server's kernel processes
              *extra],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)

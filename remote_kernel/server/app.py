@@ -131,8 +131,13 @@ def register_serve(subparsers) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8090, help="port; 0 picks a free one")
     parser.add_argument("--access-key", action="append", default=[],
-                        help="access key (repeat with --secret-key for several keypairs)")
-    parser.add_argument("--secret-key", action="append", default=[], help="secret key")
+                        help="access key, followed by --secret-key-file (repeat the pair for several keypairs)")
+    parser.add_argument("--secret-key-file", action="append", default=[], metavar="PATH",
+                        help="a file holding the secret key of the preceding --access-key")
+    parser.add_argument("--keys-file", default=None, metavar="PATH",
+                        help='a JSON keys file: {"keys": [{"access_key": ..., "secret_key": ...}, ...]}')
+    # refused with a message naming the ways that keep a secret out of the process list
+    parser.add_argument("--secret-key", action="append", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--idle-timeout", type=float, default=3600.0,
                         help="destroy sessions unused for this many seconds (0: never)")
     parser.add_argument("--max-sessions", type=int, default=32, help="maximum number of sessions")
@@ -161,17 +166,24 @@ def register_serve(subparsers) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
-    """The config, and whether keys were configured (arguments or environment)."""
-    if len(args.access_key) != len(args.secret_key):
-        raise SystemExit("remote-kernel serve: give --access-key and --secret-key in pairs")
+    """The config, and whether keys were configured (arguments, a keys file, the environment)."""
+    if args.secret_key:
+        raise SystemExit("remote-kernel serve: a secret key on the command line is readable by every user "
+                         "of this machine (ps, /proc/PID/cmdline); give it in " + keys_mod.SECRET_SOURCES)
+    if len(args.access_key) != len(args.secret_key_file):
+        raise SystemExit("remote-kernel serve: give --access-key and --secret-key-file in pairs")
     configured = True
-    if args.access_key:
-        keys = dict(zip(args.access_key, args.secret_key))
-    elif keys_mod.from_environment():
-        keys = dict([keys_mod.from_environment()])
-    else:
-        configured = False
-        keys = dict([keys_mod.load_or_create()])
+    try:
+        keys = {access: keys_mod.read_secret_file(path) for access, path in zip(args.access_key, args.secret_key_file)}
+        if args.keys_file:
+            keys.update(keys_mod.read_keys_file(args.keys_file))
+        if not keys and keys_mod.from_environment():
+            keys = dict([keys_mod.from_environment()])
+        if not keys:
+            configured = False
+            keys = keys_mod.load_or_create()
+    except keys_mod.KeysError as exc:
+        raise SystemExit(f"remote-kernel serve: {exc}") from None
     if args.max_sessions < 1 or (args.max_sessions_per_key is not None and args.max_sessions_per_key < 1):
         raise SystemExit("remote-kernel serve: session limits must be at least 1")
     if args.coalesce < 0:
@@ -197,7 +209,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     if not is_loopback(config.host) and not configured:
         print(f"remote-kernel serve: refusing to listen on non-loopback {config.host!r} without "
-              "configured keys (--access-key/--secret-key or BACKEND_ACCESS_KEY/BACKEND_SECRET_KEY)",
+              "configured keys: give them in " + keys_mod.SECRET_SOURCES,
               file=sys.stderr)
         return 2
     jsonio.keep_message_dates_as_strings()
