@@ -102,3 +102,12 @@ def test_subclass_relations_for_catching():
     assert issubclass(errors.SessionNotFound, errors.NotFoundError)
     assert issubclass(errors.ConnectionFailed, errors.APIError)
     assert issubclass(errors.BadResponse, errors.APIError)
+
+
+def test_a_tls_failure_is_not_told_to_start_the_server():
+    tls = "TLS handshake failed (check BACKEND_CA_BUNDLE or BACKEND_SKIP_SSLCERT_VALIDATION)"
+    exc = errors.ConnectionFailed("https://a:1", request="GET /", causes=[("https://a:1", tls)])
+    assert "start the server" not in str(exc) and "BACKEND_CA_BUNDLE" in str(exc)
+    refused = errors.ConnectionFailed("http://a:1", request="GET /", causes=[("http://a:1", "Connection refused")])
+    assert str(refused) == ("GET / at http://a:1: Connection refused "
+                            "(start the server or check BACKEND_ENDPOINT (every endpoint was tried))")

@@ -138,6 +138,9 @@ class ConnectionFailed(APIError):
     def __init__(self, *args: Any, causes: list[tuple[str, str]] | None = None, **kwargs: Any):
         self.causes = list(causes or [])
         reasons = {why for _, why in self.causes}
+        if reasons and all(why.startswith("TLS ") for why in reasons) and not kwargs.get("hint"):
+            # the server answered: starting it is not the cure (the reason names the settings)
+            kwargs["hint"] = "the server is up but its certificate was not accepted"
         if len(reasons) == 1 and not kwargs.get("msg"):
             kwargs["msg"] = reasons.pop()  # the same for all: said once, after the endpoints
         super().__init__(*args, **kwargs)
