@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 import uuid
 
 import pytest
 
+import kernel_support as ks
 import server_fixture
 from remote_kernel import install, protocol
 from remote_kernel.client import api, errors
@@ -98,3 +100,44 @@ def test_session_folders_are_private_cold_or_warm(server):
     finally:
         client.destroy_session(cold)
         client.destroy_session(warm)
+
+
+# ---- 11. a running cell is activity ---------------------------------------------------------------
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    """A bounded poll, for what sends no event (a folder the server removes)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_the_idle_reaper_spares_a_session_whose_cell_runs(tmp_path):
+    """``--idle-timeout 2``: a session whose cell still runs is not idle, however long nobody
+    calls; it was destroyed (with its folder) before.  Once the cell ends it is idle again."""
+    srv = server_fixture.start_server(str(tmp_path / "root"), "--idle-timeout", "2", "--warm-kernels", "0")
+    gate = tmp_path / "gate"
+    try:
+        client = srv.client()
+        client.create_session("python", name="busy-one")
+        code = "print('started', flush=True)\n" + ks.gate_code(gate) + "print('done')\n"
+        result = client.execute("busy-one", "query", code)
+        while not any("started" in d for _, d in result["console"]):
+            result = client.execute("busy-one", "continue", "", result["runId"])
+        # A session created after the last call on busy-one: once the reaper took it,
+        # busy-one has been unused for longer, and was taken in the same sweep if idle.
+        client.create_session("python", name="idle-one")
+        busy, idle = os.path.join(srv.root, "busy-one"), os.path.join(srv.root, "idle-one")
+        assert os.path.isdir(busy) and os.path.isdir(idle)
+        wait_for(lambda: not os.path.exists(idle), 60, "reaping the idle session")
+        assert os.path.isdir(busy), "the session whose cell runs was reaped"
+        gate.touch()
+        console = list(result["console"])
+        while result["status"] != "finished":
+            result = client.execute("busy-one", "continue", "", result["runId"])
+            console += result["console"]
+        assert "".join(d for k, d in console if k == "stdout") == "started\ndone\n"
+        wait_for(lambda: not os.path.exists(busy), 60, "reaping the session once its cell ended")
+    finally:
+        assert srv.stop() == 0

@@ -210,6 +210,8 @@ class SessionManager:
             await asyncio.sleep(period)
             now = time.monotonic()
             for session in list(self.sessions.values()):
+                if any(not run.finished for run in session.runs.values()):
+                    session.touch()  # a cell or batch running (or queued) is activity
                 if session.status != protocol.SESSION_PENDING and now - session.last_used > self.config.idle_timeout:
                     log.info("session %s idle for %.0f s: destroying", session.name, now - session.last_used)
                     with contextlib.suppress(Exception):
