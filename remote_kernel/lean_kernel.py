@@ -28,40 +28,29 @@ import os
 import sys
 
 from ipykernel.iostream import OutStream
-from ipykernel.ipkernel import IPythonKernel
 from ipykernel.kernelapp import IPKernelApp
-from traitlets import Bool, DottedObjectName, Float
+from traitlets import Bool, DottedObjectName
 
 from remote_kernel import jsonio
+from remote_kernel.ipykernel_private import IPythonKernelWithoutEcho, read_shell_on_main_loop, stream_is_idle
 
 
 class LeanOutStream(OutStream):
     """An ``OutStream`` whose ``flush()`` returns at once when nothing waits to be sent."""
 
     def flush(self) -> None:
-        with self._buffer_lock:
-            idle = not (self._buffers or self._flush_pending or self._subprocess_flush_pending)
-        if not idle:
+        if not stream_is_idle(self):
             super().flush()
 
 
-class ServerIPythonKernel(IPythonKernel):
+class ServerIPythonKernel(IPythonKernelWithoutEcho):
     """The embedded server's Python kernel.  Its IOPub has one subscriber, the server, which
     reads outputs and the ``idle`` status only (the bridge publishes its own ``busy`` and
     ``execute_input`` to the notebook); sending, then decoding, the other two messages of every
-    request was pure cost on both sides of the socket."""
-
-    # ipykernel sleeps 0.5 ms before every execute_reply so that a frontend that stops at the
-    # reply has the outputs flushed just before it.  The server reads outputs until ``idle``,
-    # which follows every output on the same socket, so the sleep only delayed every cell.
-    _execute_sleep = Float(0.0).tag(config=True)
-
-    def _publish_execute_input(self, code, parent, execution_count) -> None:
-        pass
-
-    def _publish_status(self, status, channel, parent=None) -> None:
-        if status != "busy":
-            super()._publish_status(status, channel, parent)
+    request was pure cost on both sides of the socket.  Nor does it sleep before each
+    ``execute_reply`` as ipykernel does so that a frontend stopping at the reply has the outputs
+    before it: the server reads outputs until ``idle``, which follows every output on the same
+    socket, so the sleep only delayed every cell."""
 
 
 class LeanKernelApp(IPKernelApp):
@@ -73,7 +62,7 @@ class LeanKernelApp(IPKernelApp):
     def init_sockets(self) -> None:
         super().init_sockets()
         if not self.subshells_enabled:
-            self.shell_channel_thread = None  # ipykernel then reads the shell socket on the main loop
+            read_shell_on_main_loop(self)
 
     def initialize(self, argv=None) -> None:
         jsonio.keep_message_dates_as_strings()  # a kernel process is wholly ours
