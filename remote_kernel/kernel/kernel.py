@@ -41,7 +41,7 @@ import zmq
 from ipykernel._version import kernel_protocol_version
 from ipykernel.kernelbase import Kernel
 from traitlets import Any as AnyTrait
-from traitlets import Bool, CaselessStrEnum, Dict, Float, List, Unicode
+from traitlets import Bool, CaselessStrEnum, Dict, Float, List, TraitError, Unicode
 
 from remote_kernel import __version__, protocol
 from remote_kernel.client import Client, errors
@@ -116,6 +116,7 @@ class RemoteKernel(Kernel):
     _execute_sleep = Float(0.0).tag(config=True)
 
     def __init__(self, **kwargs: Any):
+        self._config_problems: list[str] = []  # filled while traitlets loads our settings
         super().__init__(**kwargs)
         self._setup_logging()
         if threading.current_thread() is threading.main_thread():
@@ -141,6 +142,26 @@ class RemoteKernel(Kernel):
         )
         if self._config_error is None:
             self.remote.start()  # kernel_info answers at once; the first cell waits for this
+
+    def _load_config(self, cfg, section_names=None, traits=None) -> None:
+        """A bad value in a config file or the kernelspec (``c.RemoteKernel.streaming = "ws"``)
+        must not kill the kernel before it can say why: it is left out (the default stays) and
+        the first cell explains."""
+        for _ in range(100):  # each round drops one bad value
+            try:
+                return super()._load_config(cfg, section_names, traits)
+            except TraitError as exc:
+                found = re.search(r"The '(\w+)' trait", str(exc))
+                sections = [name for name in (section_names or self.section_names()) if name in cfg]
+                holders = [name for name in sections if found and found.group(1) in cfg[name]]
+                if not holders:
+                    raise
+                cfg = cfg.copy()
+                for section in holders:
+                    cfg[section] = cfg[section].copy()
+                    value = cfg[section].pop(found.group(1))
+                    self._config_problems.append(
+                        f"c.{section}.{found.group(1)} = {value!r} is not valid ({exc}); the default is used")
 
     def _setup_logging(self) -> None:
         # Our modules log through the kernel's own handlers: the default last-resort handler
@@ -294,6 +315,10 @@ class RemoteKernel(Kernel):
         self.remote.ensure()
         # Where the cells run is information: a plain display (not stderr, which JupyterLab paints
         # as an error, nor stdout, which is the code's); lost remote state is a warning (stderr).
+        problems, self._config_problems = self._config_problems, []
+        if problems:  # once, in the first cell (the kernel started with the defaults instead)
+            text = "".join(f"remote_kernel configuration: {problem}\n" for problem in problems)
+            self._carry_out(running, running.cell.publish("stream", {"name": "stderr", "text": text}))
         start_note = self.remote.take_start_note()
         if start_note:
             self._carry_out(running, running.cell.publish(
