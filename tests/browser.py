@@ -154,6 +154,7 @@ class JupyterLab:
         raise RuntimeError(f"JupyterLab did not start: {last_error}\n--- log ---\n{self.log_tail()}")
 
     def _wait_ready(self) -> tuple[bool, str]:
+        """A bounded poll of ``api/status``: a starting server sends no event we could wait for."""
         deadline = time.monotonic() + self.startup_timeout
         error = "timed out"
         while time.monotonic() < deadline:
@@ -165,7 +166,7 @@ class JupyterLab:
                         return True, ""
             except (urllib.error.URLError, OSError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
-            time.sleep(0.3)
+            time.sleep(0.1)
         return False, f"no answer on {self.base_url} within {self.startup_timeout:.0f}s ({error})"
 
     def api(self, method: str, path: str, body: dict | None = None):

@@ -97,7 +97,8 @@ def embedded_env(tmp_path_factory):
 
 def assert_no_process_left_in(folder: Path, wait: float = 15) -> None:
     """The private embedded server and its kernels run in the notebook's folder: once the runner
-    has exited, none of them may still be alive there."""
+    has exited, none of them may still be alive there (a bounded poll of the process table:
+    processes ending send no event)."""
     import time
 
     import psutil
@@ -114,7 +115,7 @@ def assert_no_process_left_in(folder: Path, wait: float = 15) -> None:
                 pass
         if not left or time.monotonic() > deadline:
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     assert not left, f"processes survived the run: {left}"
 
 
