@@ -78,6 +78,7 @@ def test_environment_keys_never_reach_sessions(tmp_path):
     assert secret not in out + err
 
 
+@pytest.mark.slow  # waits out an idle timeout
 def test_quota_idle_timeout_and_clean_shutdown(tmp_path):
     # no spare kernel: this test counts kernel processes
     srv = start_server(str(tmp_path), "--max-sessions", "2", "--idle-timeout", "3", "--warm-kernels", "0")
