@@ -111,3 +111,27 @@ def test_secrets_from_files_and_a_keys_file_with_several_keypairs(launch, tmp_pa
 def test_the_test_servers_keep_their_secrets_out_of_argv(server):
     argv = " ".join(psutil.Process(server.pid).cmdline())
     assert server.secret_key not in argv and server.other_secret not in argv
+
+
+# -- 3. no empty or short secrets -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("secret, word", [("", "empty"), ("short-secret", "too short")])
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_an_empty_or_short_secret_in_the_environment_is_refused(secret, word, host):
+    proc = refused_at_start("--host", host, env=clean_env(BACKEND_ACCESS_KEY="AKWEAK", BACKEND_SECRET_KEY=secret))
+    assert proc.returncode != 0 and proc.stdout == "", proc.stdout
+    assert word in proc.stderr and "at least 16 characters" in proc.stderr, proc.stderr
+    assert not secret or secret not in proc.stderr
+
+
+def test_an_empty_secret_file_or_keys_file_entry_is_refused(tmp_path):
+    empty = tmp_path / "empty.secret"
+    empty.write_text("\n")
+    proc = refused_at_start("--access-key", "AKEMPTY", "--secret-key-file", str(empty))
+    assert proc.returncode != 0 and "'AKEMPTY' is empty" in proc.stderr, proc.stderr
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text(json.dumps({"keys": [{"access_key": "AKOK", "secret_key": GOOD_SECRET},
+                                              {"access_key": "AKBAD", "secret_key": "tiny"}]}))
+    proc = refused_at_start("--keys-file", str(keys_file))
+    assert proc.returncode != 0 and "'AKBAD' is too short" in proc.stderr and "tiny" not in proc.stderr

@@ -10,19 +10,21 @@ from remote_kernel.client import APIConfig, Client
 from remote_kernel.server.app import start
 from remote_kernel.server.config import ServerConfig
 
+IN_SECRET = "in-process-secret-0123456789"  # the server refuses secrets under 16 characters
+
 
 def test_in_process_server_with_shared_cwd(tmp_path):
     shared = tmp_path / "work"
 
     def use(url: str) -> str:
-        with Client(APIConfig(endpoint=[url], access_key="AKIN", secret_key="in-secret")) as client:
+        with Client(APIConfig(endpoint=[url], access_key="AKIN", secret_key=IN_SECRET)) as client:
             client.create_session("python", name="inproc")
             result = client.execute("inproc", "query", "import os; print(os.getcwd())")
             client.destroy_session("inproc")
             return result["console"][0][1].strip()
 
     async def main() -> str:
-        server = await start(ServerConfig(port=0, keys={"AKIN": "in-secret"}, session_cwd=str(shared)))
+        server = await start(ServerConfig(port=0, keys={"AKIN": IN_SECRET}, session_cwd=str(shared)))
         try:
             return await asyncio.to_thread(use, server.url)
         finally:

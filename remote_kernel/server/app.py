@@ -105,8 +105,7 @@ class RunningServer:
 
 async def start(config: ServerConfig) -> RunningServer:
     """Start the server on the running event loop."""
-    if not config.keys:
-        raise ValueError("the server needs at least one access key / secret key pair")
+    keys_mod.check_keys(config.keys)  # a KeysError (ValueError): no keypair, or an empty or short secret
     manager = SessionManager(config)
     state = ServerState(config, manager)
     app = make_app(state)
@@ -182,6 +181,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
         if not keys:
             configured = False
             keys = keys_mod.load_or_create()
+        keys_mod.check_keys(keys)
     except keys_mod.KeysError as exc:
         raise SystemExit(f"remote-kernel serve: {exc}") from None
     if args.max_sessions < 1 or (args.max_sessions_per_key is not None and args.max_sessions_per_key < 1):
@@ -266,4 +266,5 @@ async def _serve(config: ServerConfig, parent_pid: int | None = None) -> int:
     except asyncio.TimeoutError:
         log.warning("shutdown took longer than %.0f s: killing the remaining kernels", STOP_DEADLINE)
     server.manager.kill_all()  # whatever is left, so no kernel outlives the server
+    server.manager.remove_own_folders()
     return 0

@@ -19,6 +19,7 @@ import secrets
 from jupyter_core.paths import jupyter_data_dir
 
 KEYS_FILE_NAME = "server_keys.json"
+MIN_SECRET_LENGTH = 16  # generated secrets have 40
 SECRET_SOURCES = ("the environment (BACKEND_SECRET_KEY, with BACKEND_ACCESS_KEY), a file "
                   "(--access-key AK --secret-key-file PATH), or a keys file (--keys-file PATH)")
 
@@ -99,7 +100,27 @@ def load_or_create(path: str | None = None) -> dict[str, str]:
 
 
 def from_environment(env: dict | None = None) -> tuple[str, str] | None:
+    """The environment's keypair; one that is set but empty is returned as it is (and refused by
+    ``check_keys``), never silently replaced by the keys file."""
     env = os.environ if env is None else env
-    access = env.get("BACKEND_ACCESS_KEY") or env.get("SORNA_ACCESS_KEY")
-    secret = env.get("BACKEND_SECRET_KEY") or env.get("SORNA_SECRET_KEY")
-    return (access, secret) if access and secret else None
+    names = ("BACKEND_ACCESS_KEY", "SORNA_ACCESS_KEY", "BACKEND_SECRET_KEY", "SORNA_SECRET_KEY")
+    if all(env.get(name) is None for name in names):
+        return None
+    access = env.get("BACKEND_ACCESS_KEY") or env.get("SORNA_ACCESS_KEY") or ""
+    secret = env.get("BACKEND_SECRET_KEY") or env.get("SORNA_SECRET_KEY") or ""
+    return access, secret
+
+
+def check_keys(keys: dict[str, str]) -> None:
+    """KeysError unless every keypair is usable: an access key a credential can carry, and a
+    secret of at least MIN_SECRET_LENGTH characters (an empty or short one is guessed)."""
+    if not keys:
+        raise KeysError("no keypair configured")
+    for access, secret in keys.items():
+        if not access or any(c.isspace() or c == ":" for c in access):
+            raise KeysError(f"access key {access!r} must be non-empty, without spaces or ':'")
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise KeysError(
+                f"the secret key of access key {access!r} is {'empty' if not secret else 'too short'}: secrets "
+                f"need at least {MIN_SECRET_LENGTH} characters (make one with: python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')")
