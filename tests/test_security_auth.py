@@ -135,3 +135,16 @@ def test_an_empty_secret_file_or_keys_file_entry_is_refused(tmp_path):
                                               {"access_key": "AKBAD", "secret_key": "tiny"}]}))
     proc = refused_at_start("--keys-file", str(keys_file))
     assert proc.returncode != 0 and "'AKBAD' is too short" in proc.stderr and "tiny" not in proc.stderr
+
+
+# -- 13. one answer for every credential failure ------------------------------------------------
+
+
+def test_an_unknown_access_key_and_a_wrong_signature_get_the_same_answer(server):
+    """Neither answer tells whether an access key exists."""
+    unknown = signed(server.url, "GET", "/session/nobody", "AKNOBODYHASTHIS", GOOD_SECRET)
+    wrong = signed(server.url, "GET", "/session/nobody", server.access_key, GOOD_SECRET)
+    assert unknown.status_code == wrong.status_code == 401
+    assert unknown.json() == wrong.json() and slug(wrong) == "auth-failed", (unknown.text, wrong.text)
+    assert {k: v for k, v in unknown.headers.items() if k not in ("Date",)} == \
+        {k: v for k, v in wrong.headers.items() if k not in ("Date",)}

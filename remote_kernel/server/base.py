@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -17,6 +18,7 @@ from remote_kernel.server.errors import APIProblem, bad_params
 log = logging.getLogger("remote_kernel.server")
 
 CLOCK_SKEW = timedelta(minutes=15)
+_DECOY_SECRET = secrets.token_urlsafe(30)  # no client has it
 _KNOWN_MAJORS = frozenset(signing.parse_version(v)[0] for v in protocol.KNOWN_API_VERSIONS)
 _STATUS_SLUGS = {
     400: ("invalid-api-params", "Missing or invalid API parameters."),
@@ -83,9 +85,9 @@ class BaseHandler(tornado.web.RequestHandler):
         if abs(datetime.now(timezone.utc) - moment) > CLOCK_SKEW:
             raise APIProblem(400, "invalid-auth-params", "Missing or invalid authorization parameters.",
                            "the Date header is more than 15 minutes off the server's clock")
-        secret = self.state.config.keys.get(credential.access_key)
-        if secret is None:
-            raise APIProblem(401, "auth-failed", "Credential/signature mismatch.", "unknown access key")
+        # An unknown access key is checked against a secret nobody has, so that it gets the answer
+        # (and takes the time) of a wrong signature: neither tells which access keys exist.
+        secret = self.state.config.keys.get(credential.access_key, _DECOY_SECRET)
         try:
             expected = signing.sign(secret, self.request.method, self.request.uri, date_value,
                                     headers.get("Host", ""), headers.get("Content-Type"),
@@ -94,7 +96,8 @@ class BaseHandler(tornado.web.RequestHandler):
             raise APIProblem(400, "invalid-auth-params", "Missing or invalid authorization parameters.",
                            "cannot compute the signature of this request") from None
         if not signing.signatures_match(expected, credential.signature):
-            raise APIProblem(401, "auth-failed", "Credential/signature mismatch.", "signature mismatch")
+            raise APIProblem(401, "auth-failed", "Credential/signature mismatch.",
+                             "unknown access key or wrong signature")
         return credential.access_key
 
     # -- request helpers ---------------------------------------------------------------------
