@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -263,3 +265,45 @@ def test_a_killed_private_server_is_replaced_for_the_next_cell_and_nothing_is_le
         assert server_pid(kc) != old_pid
         assert_all_gone(old_family, timeout=15)  # the dead server's inner kernel ends too
         assert len(live(kernel.children(recursive=True))) == count_before
+
+
+@pytest.mark.slow
+def test_ten_kernel_runs_leave_nothing_in_the_temporary_directory(kernelspec_root, tmp_path):
+    """Each kernel with no configuration starts a private server; none leaves a folder behind."""
+    temp = Path(tempfile.mkdtemp(prefix="rk-t-", dir="/tmp"))  # short: socket names live there
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    env = dict(clean_env(), TMPDIR=str(temp))
+    for _ in range(10):
+        km = KernelManager(kernel_name=NO_ENDPOINT)
+        km.start_kernel(env=env, cwd=str(workdir))
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+            reply, _, _ = ks.execute(kc, "print('hi')", timeout=90)
+            assert reply["status"] == "ok", reply
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=False)
+            km.cleanup_resources()
+    assert sorted(p.name for p in temp.iterdir()) == []  # no rk-server-* folder, nor anything else
+    shutil.rmtree(temp)
+
+
+@pytest.mark.slow
+def test_a_long_temporary_directory_path_does_not_stop_kernels_from_starting(kernelspec_root, tmp_path):
+    """The inner kernels' sockets are named by path, which may be at most ~107 bytes long."""
+    temp = tmp_path / ("a-rather-long-folder-name-" * 4)
+    temp.mkdir()
+    km = KernelManager(kernel_name=NO_ENDPOINT)
+    km.start_kernel(env=dict(clean_env(), TMPDIR=str(temp)), cwd=str(tmp_path))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        reply, outputs, _ = ks.execute(kc, "print('started')", timeout=90)
+        assert reply["status"] == "ok", (reply, outputs)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)

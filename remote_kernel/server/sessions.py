@@ -39,14 +39,27 @@ def _creation_failed(kernel_name: str) -> APIProblem:
                       f"the {kernel_name!r} kernel did not start")
 
 
+def _short_temp_dir() -> str:
+    """The temporary directory, or /tmp when its path is too long to hold socket names."""
+    base = tempfile.gettempdir()
+    if len(base) > 40 and os.access("/tmp", os.W_OK):
+        return "/tmp"
+    return base
+
+
 class SessionManager:
     def __init__(self, config: ServerConfig):
         self.config = config
         self.kernel_specs = images.ServerKernelSpecManager()
         self._own_root = config.root is None and config.session_cwd is None
-        self.root = config.root or tempfile.mkdtemp(prefix="rk-server-")
-        os.makedirs(self.root, exist_ok=True)
-        self.logs_dir = tempfile.mkdtemp(prefix="rk-server-logs-")
+        # a temporary root only where sessions get folders under it (never with --session-cwd);
+        # what the server makes for itself, it removes when it stops
+        self.root = config.root or (tempfile.mkdtemp(prefix="rk-server-") if self._own_root else None)
+        if self.root is not None:
+            os.makedirs(self.root, exist_ok=True)
+        # also the inner kernels' ipc sockets: a path of a long TMPDIR would pass the ~107-byte
+        # limit of a socket's name and no kernel would start
+        self.logs_dir = tempfile.mkdtemp(prefix="rk-server-logs-", dir=_short_temp_dir())
         self.sessions: dict[str, Session] = {}
         self._unstopped: set[Session] = set()  # started and not yet fully stopped (for kill_all)
         self._reaper: asyncio.Task | None = None
@@ -227,8 +240,12 @@ class SessionManager:
         await self.warm.shutdown()
         await asyncio.gather(*(self.destroy(s) for s in list(self.sessions.values())), return_exceptions=True)
         self.kill_all()  # sessions still starting, or whose stop failed
+        self.remove_own_folders()
+
+    def remove_own_folders(self) -> None:
+        """The temporary folders the server made for itself (logs, the root of session folders)."""
         shutil.rmtree(self.logs_dir, ignore_errors=True)
-        if self._own_root:
+        if self._own_root and self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def kill_all(self) -> None:
