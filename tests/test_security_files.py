@@ -141,3 +141,83 @@ def test_the_idle_reaper_spares_a_session_whose_cell_runs(tmp_path):
         wait_for(lambda: not os.path.exists(busy), 60, "reaping the session once its cell ended")
     finally:
         assert srv.stop() == 0
+
+
+# ---- 9. what a client or the session's code makes fail is a 4xx ---------------------------------
+
+def multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    chunks = [f'--{boundary}\r\nContent-Disposition: form-data; name="src"; filename="{filename}"\r\n'
+              f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n" for filename, data in files]
+    return b"".join(chunks) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def upload(server, name: str, files: list[tuple[str, bytes]], **kwargs):
+    body, content_type = multipart(files)
+    return server.signed_request("POST", f"/session/{name}/upload", body, content_type=content_type, **kwargs)
+
+
+@pytest.fixture
+def session(server):
+    client = server.client()
+    name = unique("files")
+    client.create_session("python", name=name)
+    yield client, name
+    client.destroy_session(name)
+
+
+def run_code(client, name: str, code: str) -> str:
+    """Run ``code`` to its end; its stdout (fails on an error)."""
+    result = client.execute(name, "query", code)
+    console = list(result["console"])
+    while result["status"] != "finished":
+        result = client.execute(name, "continue", "", result["runId"])
+        console += result["console"]
+    assert result["exitCode"] == 0, console
+    return "".join(d for k, d in console if k == "stdout")
+
+
+def test_paths_below_a_regular_file_are_a_400(server, session):
+    """``a.txt/inner.txt`` when a.txt is a file: the upload answered 500."""
+    client, name = session
+    client.upload(name, [("a.txt", b"a")])
+    assert_problem(upload(server, name, [("a.txt/inner.txt", b"x")]))
+    assert_problem(upload(server, name, [("a.txt/deeper/inner.txt", b"x")]))
+    assert_problem(server.signed_request("POST", f"/session/{name}/files", {"path": "a.txt"}))
+    assert_problem(server.signed_request("POST", f"/session/{name}/download_single", {"file": "a.txt/inner.txt"}))
+    assert client.download_single(name, "a.txt") == b"a"
+
+
+@pytest.mark.slow
+def test_uploads_during_a_symlink_swap_race_are_never_a_500(server, session, tmp_path):
+    """The session's code swaps ``d`` between a folder and a symlink to a folder outside while
+    uploads go to ``d/x.txt``: each answer is a 204 or a 400 problem+json (500s before), and
+    nothing is written outside."""
+    client, name = session
+    outside, stop = tmp_path / "outside", tmp_path / "stop"
+    outside.mkdir()
+    code = (f"import os, shutil\nos.mkdir('d-real')\nprint('swapping', flush=True)\n"
+            f"while not os.path.exists({str(stop)!r}):\n"
+            f"    for step in (lambda: os.rename('d-real', 'd'), lambda: os.rename('d', 'd-real'),\n"
+            f"                 lambda: os.symlink({str(outside)!r}, 'd'), lambda: os.unlink('d')):\n"
+            f"        try:\n"
+            f"            step()\n"
+            f"        except OSError:\n"
+            f"            shutil.rmtree('d', ignore_errors=True)\n"
+            f"            os.makedirs('d-real', exist_ok=True)\n")
+    result = client.execute(name, "query", code)
+    while not any("swapping" in d for _, d in result["console"]):
+        result = client.execute(name, "continue", "", result["runId"])
+    statuses = {}
+    try:
+        for i in range(300):
+            r = upload(server, name, [("d/x.txt", b"%d" % i)])
+            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+            if r.status_code != 204:
+                assert_problem(r)
+    finally:
+        stop.touch()
+    while result["status"] != "finished":
+        result = client.execute(name, "continue", "", result["runId"])
+    print(f"\nswap race: answers {statuses}")
+    assert not list(outside.iterdir()), "an upload went through the symlink"

@@ -1,21 +1,46 @@
 """Session file access confined to the session's working directory, and the wire packing of
 downloads (one tar archive per file in a ``multipart/mixed`` body, docs/PROTOCOL.md#sessions).
 
-Absolute paths, ``..``, NUL bytes and symlinks that resolve outside the directory are rejected
-with ``invalid-api-params`` in every call.
+A path is checked as text first (``confine``: absolute paths, ``..``, NUL bytes and symlinks
+that resolve outside the directory are rejected), then used one component at a time from the
+session's directory without following a symlink (``O_NOFOLLOW``): a name the session's code
+swaps for a symlink between the check and the use is refused, never followed.  Whatever a
+client or the session's code can make fail is ``invalid-api-params``, never a 500.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
 import os
 import stat
 import tarfile
 import uuid
+from typing import Iterator
 
 from remote_kernel.server.errors import bad_params
 
+MAX_DEPTH = 256  # folders nested deeper than this are not archived
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# failures the session's files (made by a client or by the session's code) explain
+_CLIENT_ERRNOS = frozenset({
+    errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENXIO, errno.EEXIST, errno.EACCES,
+    errno.EPERM, errno.ENAMETOOLONG, errno.EINVAL, errno.ENOTEMPTY, errno.EBUSY, errno.ETXTBSY,
+    errno.EXDEV, errno.EROFS, errno.EMLINK, errno.EOVERFLOW, errno.EFBIG,
+})
+
+
+@contextlib.contextmanager
+def _reported(relpath: str) -> Iterator[None]:
+    """OSErrors the session's files explain become 400 ``invalid-api-params``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _CLIENT_ERRNOS:
+            raise bad_params(f"cannot use {relpath!r}: {os.strerror(exc.errno)}") from None
+        raise
 
 def confine(root: str, relpath: object, must_exist: bool = False) -> str:
     """The real path of ``relpath`` inside ``root``; APIProblem when it is not a safe relative
@@ -30,7 +55,8 @@ def confine(root: str, relpath: object, must_exist: bool = False) -> str:
     if ".." in parts:
         raise bad_params(f"'..' is not allowed in file paths: {relpath!r}")
     real_root = os.path.realpath(root)
-    target = os.path.realpath(os.path.join(real_root, relpath))
+    with _reported(relpath):  # (a symlink the session's code removes while it is resolved)
+        target = os.path.realpath(os.path.join(real_root, relpath))
     if target != real_root and not target.startswith(real_root + os.sep):
         raise bad_params(f"{relpath!r} resolves outside the session's directory")
     if must_exist and not os.path.lexists(target):
@@ -38,48 +64,167 @@ def confine(root: str, relpath: object, must_exist: bool = False) -> str:
     return target
 
 
+def _parts(root: str, target: str) -> tuple[str, list[str]]:
+    """(the real root, the names leading from it to ``target``, a path ``confine`` gave)."""
+    real_root = os.path.realpath(root)
+    rel = os.path.relpath(target, real_root)
+    return real_root, ([] if rel == "." else rel.split(os.sep))
+
+
+def _open_dir(real_root: str, names: list[str], create: bool = False) -> int:
+    """A descriptor of the folder ``names`` below ``real_root``, opened one name at a time,
+    never through a symlink (``create``: missing folders are made)."""
+    fd = os.open(real_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in names:
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o777, dir_fd=fd)
+            child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_file(dir_fd: int, name: str, relpath: str) -> tuple[int, os.stat_result]:
+    """``name`` in ``dir_fd`` opened for reading (not through a symlink), and its status."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise bad_params(f"{relpath!r} is not a regular file")
+        return fd, st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def save_upload(root: str, relpath: str, data: bytes) -> None:
     target = confine(root, relpath)
     if target == os.path.realpath(root) or relpath.endswith("/"):
         raise bad_params(f"upload destination {relpath!r} is a directory")
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    # the parent may have been raced into a symlink; re-check before writing
-    confine(root, relpath)
-    if os.path.isdir(target):
-        raise bad_params(f"upload destination {relpath!r} is a directory")
-    with open(target, "wb") as handle:
-        handle.write(data)
+    real_root, names = _parts(root, target)
+    with _reported(relpath):
+        dir_fd = _open_dir(real_root, names[:-1], create=True)
+        try:
+            fd = os.open(names[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666,
+                         dir_fd=dir_fd)
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _tar_info(arcname: str, st: os.stat_result, kind: bytes) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(arcname)
+    info.type = kind
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.mtime = int(st.st_mtime)
+    info.size = st.st_size if kind == tarfile.REGTYPE else 0
+    if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    return info
+
+
+class _Archiver:
+    """A tar archive of names below a folder descriptor: folders recursively, symlinks kept as
+    links (never followed), FIFOs and devices as entries without content, sockets skipped."""
+
+    def __init__(self, tar: tarfile.TarFile, max_bytes: int, relpath: str):
+        self.tar = tar
+        self.left = max_bytes
+        self.max_bytes = max_bytes
+        self.relpath = relpath
+
+    def add(self, dir_fd: int, name: str, arcname: str, depth: int = 0) -> None:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            if depth > MAX_DEPTH:
+                raise bad_params(f"{self.relpath!r} holds folders nested more than {MAX_DEPTH} deep")
+            fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+            try:
+                self.tar.addfile(_tar_info(arcname, os.fstat(fd), tarfile.DIRTYPE))
+                with os.scandir(fd) as entries:
+                    names = sorted(entry.name for entry in entries)
+                for child in names:
+                    self.add(fd, child, f"{arcname}/{child}", depth + 1)
+            finally:
+                os.close(fd)
+        elif stat.S_ISREG(mode):
+            fd, st = _open_file(dir_fd, name, f"{self.relpath}: {arcname}")
+            try:
+                if st.st_size > self.left:
+                    raise bad_params(f"{self.relpath!r} is larger than the download limit of {self.max_bytes} bytes")
+                self.left -= st.st_size
+                with open(fd, "rb", closefd=False) as handle:
+                    try:
+                        self.tar.addfile(_tar_info(arcname, st, tarfile.REGTYPE), handle)
+                    except OSError as exc:
+                        if exc.errno is not None:
+                            raise
+                        raise bad_params(f"{arcname!r} changed while it was read") from None
+            finally:
+                os.close(fd)
+        elif stat.S_ISLNK(mode):
+            info = _tar_info(arcname, st, tarfile.SYMTYPE)
+            info.linkname = os.readlink(name, dir_fd=dir_fd)
+            self.tar.addfile(info)
+        elif stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            kind = tarfile.FIFOTYPE if stat.S_ISFIFO(mode) else tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            self.tar.addfile(_tar_info(arcname, st, kind))
 
 
 def tar_of(root: str, relpath: str, max_bytes: int) -> bytes:
     """A tar archive holding ``relpath`` (a file or a whole directory, symlinks kept as links)."""
     target = confine(root, relpath, must_exist=True)
-    total = 0
-    if os.path.isdir(target):
-        for folder, _dirs, names in os.walk(target):
-            for name in names:
-                try:
-                    total += os.lstat(os.path.join(folder, name)).st_size
-                except OSError:
-                    pass
-    else:
-        total = os.path.getsize(target)
-    if total > max_bytes:
-        raise bad_params(f"{relpath!r} is larger than the download limit of {max_bytes} bytes")
+    real_root, names = _parts(root, target)
+    arcname = os.path.basename(target.rstrip(os.sep)) or "."
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(target, arcname=os.path.basename(target.rstrip(os.sep)) or ".", recursive=True)
+    with _reported(relpath), tarfile.open(fileobj=buffer, mode="w") as tar:
+        archiver = _Archiver(tar, max_bytes, relpath)
+        if names:
+            dir_fd = _open_dir(real_root, names[:-1])
+            try:
+                archiver.add(dir_fd, names[-1], arcname)
+            finally:
+                os.close(dir_fd)
+        else:  # the session's folder itself
+            parent_fd = os.open(os.path.dirname(real_root) or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                archiver.add(parent_fd, os.path.basename(real_root), arcname)
+            finally:
+                os.close(parent_fd)
     return buffer.getvalue()
 
 
 def read_single(root: str, relpath: str, max_bytes: int) -> bytes:
     target = confine(root, relpath, must_exist=True)
-    if not os.path.isfile(target):
+    if target == os.path.realpath(root):
         raise bad_params(f"{relpath!r} is not a regular file")
-    if os.path.getsize(target) > max_bytes:
-        raise bad_params(f"{relpath!r} is larger than the download limit of {max_bytes} bytes")
-    with open(target, "rb") as handle:
-        return handle.read()
+    real_root, names = _parts(root, target)
+    with _reported(relpath):
+        dir_fd = _open_dir(real_root, names[:-1])
+        try:
+            fd, st = _open_file(dir_fd, names[-1], relpath)
+        finally:
+            os.close(dir_fd)
+        with open(fd, "rb") as handle:
+            if st.st_size > max_bytes:
+                raise bad_params(f"{relpath!r} is larger than the download limit of {max_bytes} bytes")
+            return handle.read(st.st_size)
 
 
 def multipart_mixed(parts: list[tuple[str, bytes]]) -> tuple[str, bytes]:
@@ -102,19 +247,23 @@ def multipart_mixed(parts: list[tuple[str, bytes]]) -> tuple[str, bytes]:
 def list_dir(root: str, relpath: str) -> dict:
     """The ``files`` answer: ``files`` is a JSON *string* of entries, as real servers send."""
     target = confine(root, relpath or ".", must_exist=True) if relpath not in ("", ".") else os.path.realpath(root)
-    if not os.path.isdir(target):
-        raise bad_params(f"{relpath!r} is not a directory")
+    real_root, names = _parts(root, target)
     entries = []
-    with os.scandir(target) as it:
-        for entry in sorted(it, key=lambda e: e.name):
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            entries.append({"mode": stat.filemode(st.st_mode), "size": st.st_size,
-                            "ctime": st.st_ctime, "mtime": st.st_mtime, "atime": st.st_atime,
-                            "filename": entry.name})
+    with _reported(relpath):
+        fd = _open_dir(real_root, names)
+        try:
+            with os.scandir(fd) as it:
+                for entry in sorted(it, key=lambda e: e.name):
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    entries.append({"mode": stat.filemode(st.st_mode), "size": st.st_size,
+                                    "ctime": st.st_ctime, "mtime": st.st_mtime, "atime": st.st_atime,
+                                    "filename": entry.name})
+        finally:
+            os.close(fd)
     # abspath: real servers send the folder's path in the container, which the official CLI
     # prints; ours is relative to the session's folder, never the server's own layout
-    shown = os.path.relpath(target, os.path.realpath(root)).replace(os.sep, "/")
+    shown = os.path.relpath(target, real_root).replace(os.sep, "/")
     return {"files": json.dumps(entries), "errors": "", "abspath": shown}
