@@ -221,3 +221,34 @@ def test_uploads_during_a_symlink_swap_race_are_never_a_500(server, session, tmp
         result = client.execute(name, "continue", "", result["runId"])
     print(f"\nswap race: answers {statuses}")
     assert not list(outside.iterdir()), "an upload went through the symlink"
+
+
+# ---- 8. hard links ------------------------------------------------------------------------------
+
+def test_hard_links_are_neither_served_nor_written_through(server, session, tmp_path):
+    """The session's code hard-links a file from outside its folder: downloads refuse it (they
+    served it), and an upload replaces the name instead of writing through it into the file
+    outside."""
+    client, name = session
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"outside")
+    run_code(client, name, f"import os\nos.link({str(outside)!r}, 'hl.txt')\nos.mkdir('dir')\n"
+                           f"os.link({str(outside)!r}, 'dir/inner.txt')\nopen('dir/plain.txt', 'w').write('p')\n")
+    base = f"/session/{name}"
+    assert_problem(server.signed_request("POST", base + "/download_single", {"file": "hl.txt"}))
+    assert_problem(server.signed_request("POST", base + "/download", {"files": ["hl.txt"]}))
+    assert_problem(server.signed_request("POST", base + "/download", {"files": ["dir"]}))
+    assert {f["filename"] for f in client.list_files(name)} >= {"hl.txt", "dir"}  # listing is fine
+    client.upload(name, [("hl.txt", b"uploaded"), ("dir/inner.txt", b"inner")])
+    assert outside.read_bytes() == b"outside" and os.stat(outside).st_nlink == 1
+    assert client.download_single(name, "hl.txt") == b"uploaded"
+    assert client.download(name, ["dir/inner.txt"]) == {"dir/inner.txt": b"inner"}
+
+
+def test_an_upload_replacing_a_file_keeps_its_permissions(server, session):
+    client, name = session
+    run_code(client, name, "import os\nopen('run.sh', 'w').write('echo old')\nos.chmod('run.sh', 0o750)\n")
+    client.upload(name, [("run.sh", b"echo new")])
+    assert run_code(client, name, "import os, stat\nprint(oct(stat.S_IMODE(os.stat('run.sh').st_mode)), "
+                                  "open('run.sh').read())") == "0o750 echo new\n"
+    assert not [f for f in client.list_files(name) if f["filename"].startswith(".rk-upload")]

@@ -4,8 +4,11 @@ downloads (one tar archive per file in a ``multipart/mixed`` body, docs/PROTOCOL
 A path is checked as text first (``confine``: absolute paths, ``..``, NUL bytes and symlinks
 that resolve outside the directory are rejected), then used one component at a time from the
 session's directory without following a symlink (``O_NOFOLLOW``): a name the session's code
-swaps for a symlink between the check and the use is refused, never followed.  Whatever a
-client or the session's code can make fail is ``invalid-api-params``, never a 500.
+swaps for a symlink between the check and the use is refused, never followed.  A regular file
+with more than one link is not served: it may be a hard link the session's code made to a file
+outside.  An upload is written to a new file renamed into place, never through what the name
+was.  Whatever a client or the session's code can make fail is ``invalid-api-params``, never a
+500.
 """
 
 from __future__ import annotations
@@ -96,6 +99,9 @@ def _open_file(dir_fd: int, name: str, relpath: str) -> tuple[int, os.stat_resul
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise bad_params(f"{relpath!r} is not a regular file")
+        if st.st_nlink > 1:
+            raise bad_params(f"{relpath!r} has {st.st_nlink} hard links (one may be outside the session's "
+                             "folder): not served")
         return fd, st
     except BaseException:
         os.close(fd)
@@ -116,14 +122,35 @@ def save_upload(root: str, relpath: str, data: bytes) -> None:
     with _reported(relpath):
         dir_fd = _open_dir(real_root, names[:-1], create=True)
         try:
-            fd = os.open(names[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666,
-                         dir_fd=dir_fd)
-            try:
-                _write_all(fd, data)
-            finally:
-                os.close(fd)
+            _replace(dir_fd, names[-1], data, relpath)
         finally:
             os.close(dir_fd)
+
+
+def _replace(dir_fd: int, name: str, data: bytes, relpath: str) -> None:
+    """``name`` in ``dir_fd`` becomes a new file holding ``data`` (a regular file there keeps
+    its permissions); whatever was there (a hard link, a symlink, a FIFO) is not written to."""
+    try:
+        old = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        old = None
+    if old is not None and stat.S_ISDIR(old.st_mode):
+        raise bad_params(f"upload destination {relpath!r} is a directory")
+    temporary = f".rk-upload-{uuid.uuid4().hex}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666,
+                 dir_fd=dir_fd)
+    try:
+        try:
+            if old is not None and stat.S_ISREG(old.st_mode):
+                os.fchmod(fd, stat.S_IMODE(old.st_mode) & 0o777)
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        os.rename(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary, dir_fd=dir_fd)
+        raise
 
 
 def _tar_info(arcname: str, st: os.stat_result, kind: bytes) -> tarfile.TarInfo:
