@@ -278,6 +278,25 @@ def test_without_the_options_nothing_changes(client, sess):
     assert found[0]["msg_type"] == "comm_msg" and found[0]["content"]["data"]["state"] == {"value": 9}
 
 
+def test_over_the_websocket(client, sess):
+    """The websocket's first frame carries the options as a REST query does."""
+    from remote_kernel.client.stream import StreamRun
+
+    msg_id = new_id("ws")
+    console = []
+    with StreamRun(client, sess) as stream:
+        result = stream.exchange({"mode": "query", "code": SLIDER,
+                                  "options": {**JUPYTER, "comms": True, "msgId": msg_id}})
+        console += result["console"]
+        while result["status"] != protocol.STATUS_FINISHED:
+            result = stream.exchange({"mode": "continue"})
+            console += result["console"]
+    assert stdout([tuple(r) for r in console]) == f"before\n{msg_id}\n"
+    assert len(comm_opens(console)) == 3
+    with StreamRun(client, sess) as stream, pytest.raises(errors.InvalidRequestError, match="msgId"):
+        stream.exchange({"mode": "query", "code": "1", "options": {"msgId": "no spaces"}})
+
+
 def test_a_chosen_id_without_comms(client, sess):
     msg_id = new_id()
     records, _done = run(client, sess, SLIDER, {**JUPYTER, "msgId": msg_id})
