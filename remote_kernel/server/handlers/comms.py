@@ -12,7 +12,7 @@ from remote_kernel.server import comms
 from remote_kernel.server.base import BaseHandler
 from remote_kernel.server.errors import APIProblem, bad_params, session_not_found
 
-_DIGITS = re.compile(r"^[0-9]{1,18}$")
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 def _kernel(session):
@@ -34,7 +34,7 @@ class EventsHandler(BaseHandler):
         value = self._argument("cursor")
         if value is None:
             return 0
-        if not _DIGITS.match(value):
+        if not _DIGITS.fullmatch(value):
             raise bad_params("'cursor' must be a non-negative integer")
         return int(value)
 
