@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -76,6 +77,33 @@ def signed(url: str, method: str, path: str, access: str, secret: str, *, body: 
 
 def slug(response: requests.Response) -> str:
     return response.json()["type"].rsplit("/", 1)[-1]
+
+
+def raw_headers(url: str, method: str, path: str, access: str, secret: str, length: int,
+                content_type: str = "application/json") -> bytes:
+    """A request's head, signed as the official SDK signs it, announcing ``length`` body bytes."""
+    host = urlsplit(url).netloc
+    date = signing.format_date()
+    sig = signing.sign(secret, method, path, date, host, content_type, protocol.SERVER_API_VERSION)
+    return (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nDate: {date}\r\n"
+            f"X-BackendAI-Version: {protocol.SERVER_API_VERSION}\r\nContent-Type: {content_type}\r\n"
+            f"Authorization: {signing.authorization_header(access, sig)}\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode()
+
+
+def read_answer_head(sock: socket.socket, timeout: float) -> bytes:
+    """The bytes the server sends up to the end of its answer's head (b"" if it closed first)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        try:
+            piece = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not piece:
+            break
+        data += piece
+    return data
 
 
 # -- 1. secrets never on the command line ---------------------------------------------------
@@ -148,3 +176,48 @@ def test_an_unknown_access_key_and_a_wrong_signature_get_the_same_answer(server)
     assert unknown.json() == wrong.json() and slug(wrong) == "auth-failed", (unknown.text, wrong.text)
     assert {k: v for k, v in unknown.headers.items() if k not in ("Date",)} == \
         {k: v for k, v in wrong.headers.items() if k not in ("Date",)}
+
+
+# -- 5. no body read before the headers are authenticated -------------------------------------
+
+HALF_SENT_CONNECTIONS = 6
+DECLARED = 20_000_000  # under the server's body limit (uploads: 20 files of < 1 MiB)
+
+
+def test_an_unauthenticated_body_is_answered_at_once_and_never_kept(server):
+    """Six requests with a wrong signature declare 20 MB bodies and send half: each gets its 401
+    while its body is still incomplete, and the server keeps none of it (before: it buffered the
+    bodies, 46 → 172 MB, and answered only once they were complete)."""
+    process = psutil.Process(server.pid)
+    host, port = urlsplit(server.url).hostname, urlsplit(server.url).port
+    before = process.memory_info().rss
+    half = b"x" * (DECLARED // 2)
+    sockets = []
+    try:
+        for _ in range(HALF_SENT_CONNECTIONS):
+            sock = socket.create_connection((host, port), timeout=30)
+            sockets.append(sock)
+            sock.sendall(raw_headers(server.url, "POST", "/session/nobody/upload", server.access_key,
+                                     "not-the-secret-" + "q" * 20, DECLARED, "multipart/form-data"))
+            sock.sendall(half)  # returns once the server has taken it in
+        for sock in sockets:
+            head = read_answer_head(sock, timeout=10)
+            assert head.startswith(b"HTTP/1.1 401 "), head[:200]
+        grown = (process.memory_info().rss - before) / 1e6
+        assert grown < 30, f"the server grew by {grown:.0f} MB while refusing six half-sent bodies"
+    finally:
+        for sock in sockets:
+            sock.close()
+    response = signed(server.url, "GET", "/session/nobody", server.access_key, server.secret_key)
+    assert response.status_code == 404  # and it serves on
+
+
+def test_a_body_that_does_not_arrive_in_time_closes_the_connection(launch):
+    srv = launch("--body-timeout", "1", env=clean_env(BACKEND_ACCESS_KEY="AKSLOW", BACKEND_SECRET_KEY=GOOD_SECRET))
+    assert srv.url, srv.stop()
+    parts = urlsplit(srv.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(raw_headers(srv.url, "POST", "/session/nobody", "AKSLOW", GOOD_SECRET, 1000))
+        sock.sendall(b'{"mode": ')  # and no more: the server gives up after --body-timeout
+        assert read_answer_head(sock, timeout=20) == b""  # closed without an answer
+    assert signed(srv.url, "GET", "/session/nobody", "AKSLOW", GOOD_SECRET).status_code == 404

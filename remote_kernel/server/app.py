@@ -112,7 +112,8 @@ async def start(config: ServerConfig) -> RunningServer:
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sockets = tornado.netutil.bind_sockets(config.port, config.host, family=family)
     # BodyLimit: a body declared over the limit gets a 413 problem+json, not tornado's bare 400
-    http = tornado.httpserver.HTTPServer(BodyLimit(app, config.max_body_size), max_body_size=config.max_body_size,
+    http = tornado.httpserver.HTTPServer(BodyLimit(app, config.max_body_size, config.body_timeout),
+                                         max_body_size=config.max_body_size, body_timeout=config.body_timeout,
                                          idle_connection_timeout=300)
     http.add_sockets(sockets)
     manager.start()
@@ -154,6 +155,9 @@ def register_serve(subparsers) -> None:
                              "(default 0.01; a real manager collects ~2 s, which 2 imitates)")
     parser.add_argument("--max-run-buffer", type=int, default=32 * 1024 * 1024,
                         help="unacknowledged output bytes kept per run")
+    parser.add_argument("--body-timeout", type=float, default=120.0, metavar="SECONDS",
+                        help="close a connection whose request body takes longer than this to arrive "
+                             "(default 120)")
     parser.add_argument("--no-extensions", dest="extensions", action="store_false",
                         help="offer none of our protocol extensions (lossless Jupyter outputs, "
                              "resumable runs, inspect/is_complete): behave exactly like a classic "
@@ -190,12 +194,14 @@ def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
         raise SystemExit("remote-kernel serve: --coalesce must be 0 or more")
     if args.warm_kernels < 0:
         raise SystemExit("remote-kernel serve: --warm-kernels must be 0 or more")
+    if not args.body_timeout > 0:
+        raise SystemExit("remote-kernel serve: --body-timeout must be more than 0")
     config = ServerConfig(
         host=args.host, port=args.port, keys=keys, root=args.root, session_cwd=args.session_cwd,
         idle_timeout=args.idle_timeout, max_sessions=args.max_sessions,
         max_sessions_per_key=args.max_sessions_per_key or args.max_sessions,
         hold=args.hold, coalesce=args.coalesce, max_run_buffer=args.max_run_buffer, extensions=args.extensions,
-        warm_kernels=args.warm_kernels,
+        warm_kernels=args.warm_kernels, body_timeout=args.body_timeout,
     )
     return config, configured
 

@@ -1,9 +1,16 @@
 """``BaseHandler``: API-version check, HMAC authentication, JSON body parsing, and every
 failure → problem+json (docs/PROTOCOL.md#signing-requests, docs/PROTOCOL.md#errors).  Nothing
-a client sends can make it answer 500."""
+a client sends can make it answer 500.
+
+Requests are authenticated from their headers alone, before any byte of the body is read (the
+signature does not cover the body): a refused request is answered at once and its body, if any,
+is read and dropped, never kept (so that a client still sending reads the answer; the server's
+``body_timeout`` bounds a slow one).  Handlers stream their bodies (``stream_request_body``), and
+every HTTP method of a handler runs only once its body is complete (``_after_body``)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import secrets
@@ -11,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import tornado.web
+from tornado import httputil
 
 from remote_kernel import jsonio, protocol, signing
 from remote_kernel.server.errors import APIProblem, bad_params
@@ -41,17 +49,50 @@ def check_version(value: str | None) -> str:
     if major not in _KNOWN_MAJORS:
         raise APIProblem(400, "generic-bad-request", "Unsupported API (major) version.",
                        f"major version {major} is not supported")
+    if signing.parse_version(value) < signing.BODYLESS_SIGNING_SINCE:
+        raise APIProblem(400, "generic-bad-request", "Unsupported API (major) version.",
+                         f"versions before {protocol.OLDEST_SUPPORTED_API_VERSION} sign the body; this server "
+                         "authenticates requests before it reads their bodies")
     return value
 
 
+def _after_body(method):
+    """A handler's HTTP method, run once the body is complete; for a request refused from its
+    headers (answered already), only the end of that answer."""
+    if getattr(method, "_after_body", False):
+        return method
+
+    @functools.wraps(method)
+    def run(self: "BaseHandler", *args: Any, **kwargs: Any) -> Any:
+        if self._refusal is not None:
+            if not self._finished:
+                self.finish()
+            return None
+        self._complete_body()
+        return method(self, *args, **kwargs)
+
+    run._after_body = True  # type: ignore[attr-defined]
+    return run
+
+
+@tornado.web.stream_request_body
 class BaseHandler(tornado.web.RequestHandler):
     authenticated = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in cls.SUPPORTED_METHODS:  # tornado's defaults (405) too: they may follow a refusal
+            method = getattr(cls, name.lower(), None)
+            if method is not None:
+                setattr(cls, name.lower(), _after_body(method))
 
     def initialize(self, state: Any) -> None:
         self.state = state  # app.ServerState: config, manager
         self.access_key: str | None = None
         self.api_version: str | None = None
         self._json_body: Any = None
+        self._chunks: list[bytes] | None = []  # None once the body is complete
+        self._refusal: APIProblem | None = None
 
     def set_default_headers(self) -> None:
         self.set_header("Server", "remote-kernel")
@@ -62,8 +103,44 @@ class BaseHandler(tornado.web.RequestHandler):
     def prepare(self) -> None:
         if not self.authenticated:
             return
-        self.api_version = check_version(self.request.headers.get("X-BackendAI-Version"))
-        self.access_key = self._authenticate()
+        try:
+            self.api_version = check_version(self.request.headers.get("X-BackendAI-Version"))
+            self.access_key = self._authenticate()
+        except APIProblem as error:
+            self._refuse(error)
+
+    def _refuse(self, error: APIProblem) -> None:
+        """Answer now, before the body: it is dropped as it arrives (data_received)."""
+        self._refusal = error
+        payload = json.dumps(error.problem()).encode()
+        self.clear()
+        self.set_status(error.status)
+        self.set_header("Content-Type", protocol.PROBLEM_CONTENT_TYPE)
+        self.set_header("Content-Length", str(len(payload)))
+        self.write(payload)
+        self.flush()
+
+    def data_received(self, chunk: bytes) -> None:
+        # only an authenticated request keeps its body; an unauthenticated handler reads none
+        if self._refusal is None and self.authenticated and self._chunks is not None:
+            self._chunks.append(chunk)
+
+    def _complete_body(self) -> None:
+        """``request.body`` (and ``request.files`` of a multipart body), as tornado fills them
+        for handlers that do not stream."""
+        if self._chunks is None:
+            return
+        body, self._chunks = b"".join(self._chunks), None
+        request = self.request
+        request.body = body
+        if body:
+            try:
+                httputil.parse_body_arguments(request.headers.get("Content-Type", ""), body,
+                                              request.body_arguments, request.files, request.headers)
+            except httputil.HTTPInputError as exc:
+                raise bad_params(f"malformed body: {exc}") from None
+            for name, values in request.body_arguments.items():
+                request.arguments.setdefault(name, []).extend(values)
 
     def _authenticate(self) -> str:
         headers = self.request.headers
@@ -91,7 +168,7 @@ class BaseHandler(tornado.web.RequestHandler):
         try:
             expected = signing.sign(secret, self.request.method, self.request.uri, date_value,
                                     headers.get("Host", ""), headers.get("Content-Type"),
-                                    self.api_version, self.request.body or b"")
+                                    self.api_version)  # from v4.20181215 on the body is not signed
         except (ValueError, OverflowError, UnicodeError):
             raise APIProblem(400, "invalid-auth-params", "Missing or invalid authorization parameters.",
                            "cannot compute the signature of this request") from None

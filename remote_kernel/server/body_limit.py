@@ -12,6 +12,7 @@ behind this one for them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -29,12 +30,13 @@ DRAIN_LIMIT = 1 << 30  # beyond this, close without reading: the client sees a r
 class BodyLimit(httputil.HTTPServerConnectionDelegate):
     """Wraps the application given to ``HTTPServer``."""
 
-    def __init__(self, app: httputil.HTTPServerConnectionDelegate, limit: int):
+    def __init__(self, app: httputil.HTTPServerConnectionDelegate, limit: int, timeout: float | None = None):
         self.app = app
         self.limit = limit
+        self.timeout = timeout  # seconds the drain may take (the server's body_timeout)
 
     def start_request(self, server_conn, request_conn) -> httputil.HTTPMessageDelegate:
-        return _Gate(self.app, server_conn, request_conn, self.limit)
+        return _Gate(self.app, server_conn, request_conn, self.limit, self.timeout)
 
     def on_close(self, server_conn) -> None:
         self.app.on_close(server_conn)
@@ -48,8 +50,9 @@ def _declared_length(headers: httputil.HTTPHeaders) -> int | None:
 
 
 class _Gate(httputil.HTTPMessageDelegate):
-    def __init__(self, app, server_conn, request_conn, limit: int):
+    def __init__(self, app, server_conn, request_conn, limit: int, timeout: float | None):
         self.app, self.server_conn, self.request_conn, self.limit = app, server_conn, request_conn, limit
+        self.timeout = timeout
         self.inner: httputil.HTTPMessageDelegate | None = None
 
     def headers_received(self, start_line, headers):
@@ -77,14 +80,20 @@ class _Gate(httputil.HTTPMessageDelegate):
         stream = self.request_conn.detach()  # tornado stops handling this connection
         try:
             if headers.get("Expect", "").lower() != "100-continue" and declared <= DRAIN_LIMIT:
-                remaining = declared
-                while remaining > 0:
-                    remaining -= len(await stream.read_bytes(min(remaining, 1 << 20), partial=True))
+                await asyncio.wait_for(_drain(stream, declared), self.timeout)
             await stream.write(
                 b"HTTP/1.1 413 Payload Too Large\r\nServer: remote-kernel\r\n"
                 + f"Content-Type: {protocol.PROBLEM_CONTENT_TYPE}\r\nContent-Length: {len(body)}\r\n".encode()
                 + b"Connection: close\r\n\r\n" + body)
         except StreamClosedError:
             pass  # the client gave up first
+        except asyncio.TimeoutError:
+            log.info("%s %s: the refused body did not arrive within %g s", start_line.method, start_line.path,
+                     self.timeout)
         finally:
             stream.close()
+
+
+async def _drain(stream, remaining: int) -> None:
+    while remaining > 0:
+        remaining -= len(await stream.read_bytes(min(remaining, 1 << 20), partial=True))
