@@ -417,3 +417,19 @@ def test_classic_server_has_none_of_it(tmp_path):
         client.destroy_session(name)
     finally:
         assert srv.stop() == 0
+
+
+def test_listening_to_events_is_no_activity_an_idle_session_is_still_reaped(tmp_path):
+    """A frontend that keeps its event poll open must not keep the session alive for ever."""
+    srv = start_server(str(tmp_path), "--idle-timeout", "2")
+    try:
+        client = srv.client()
+        name = "idle-" + uuid.uuid4().hex[:8]
+        client.create_session("python", name=name)
+        cursor, deadline = 0, time.monotonic() + 60
+        with pytest.raises(errors.SessionNotFound):
+            while time.monotonic() < deadline:  # each poll holds up to 1 s; the reaper ends it
+                cursor = events(client, name, cursor, wait=1)["cursor"]
+            pytest.fail("the session was never reaped while its events were polled")
+    finally:
+        srv.stop()

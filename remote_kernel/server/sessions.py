@@ -79,13 +79,17 @@ class SessionManager:
 
     # -- lookups -----------------------------------------------------------------------------
 
-    def find(self, owner: str, ident: str, family: str = "/session", allow_dead: bool = False) -> Session:
-        """A session of ``owner`` by name or id; another owner's session is 'not found'."""
+    def find(self, owner: str, ident: str, family: str = "/session", allow_dead: bool = False,
+             activity: bool = True) -> Session:
+        """A session of ``owner`` by name or id; another owner's session is 'not found'.
+        ``activity``: the call counts as use (the idle reaper spares the session); listening
+        to its events does not, or a connected frontend would keep every session alive."""
         for session in self.sessions.values():
             if session.owner == owner and ident in (session.name, session.id):
                 if session.status == protocol.SESSION_RUNNING or (
                         allow_dead and session.status == protocol.SESSION_DEAD):
-                    session.touch()
+                    if activity:
+                        session.touch()
                     return session
         raise session_not_found(ident, family)
 

@@ -52,7 +52,8 @@ class EventsHandler(BaseHandler):
 
     async def get(self, _family: str, ident: str) -> None:
         cursor, wait = self._cursor(), self._wait()
-        session = self.session(ident, allow_dead=True)  # a dead session's last events stay fetchable
+        # a dead session's last events stay fetchable; listening is no activity (idle reaping)
+        session = self.session(ident, allow_dead=True, activity=False)
         log = _kernel(session).events
         log.enable()
         log.check_cursor(cursor)
