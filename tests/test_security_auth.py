@@ -221,3 +221,29 @@ def test_a_body_that_does_not_arrive_in_time_closes_the_connection(launch):
         sock.sendall(b'{"mode": ')  # and no more: the server gives up after --body-timeout
         assert read_answer_head(sock, timeout=20) == b""  # closed without an answer
     assert signed(srv.url, "GET", "/session/nobody", "AKSLOW", GOOD_SECRET).status_code == 404
+
+
+# -- 2. TLS, plain HTTP only on loopback or when allowed ------------------------------------------
+
+WIDE_ENV = dict(BACKEND_ACCESS_KEY="AKWIDE", BACKEND_SECRET_KEY=GOOD_SECRET)
+
+
+def test_plain_http_beyond_loopback_is_refused_unless_allowed(launch):
+    proc = refused_at_start("--host", "0.0.0.0", env=clean_env(**WIDE_ENV))
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert "plain HTTP" in proc.stderr and "--certfile" in proc.stderr and "--allow-insecure-http" in proc.stderr
+    srv = launch("--host", "0.0.0.0", "--allow-insecure-http", env=clean_env(**WIDE_ENV))
+    assert srv.url.startswith("http://0.0.0.0:"), srv.stop()
+
+
+@pytest.mark.skipif(not __import__("shutil").which("openssl"), reason="needs the openssl command")
+def test_tls_beyond_loopback_needs_no_flag(launch, tmp_path):
+    from test_tls import make_certificates
+
+    ca, cert, key = make_certificates(tmp_path)
+    srv = launch("--host", "0.0.0.0", "--certfile", str(cert), "--keyfile", str(key), env=clean_env(**WIDE_ENV))
+    assert srv.url.startswith("https://0.0.0.0:"), srv.stop()
+    url = "https://127.0.0.1:" + srv.url.rsplit(":", 1)[1]
+    assert signed(url, "GET", "/session/nobody", "AKWIDE", GOOD_SECRET, verify=str(ca)).status_code == 404
+    proc = refused_at_start("--certfile", str(tmp_path / "missing.pem"), env=clean_env(**WIDE_ENV))
+    assert proc.returncode == 2 and "cannot use --certfile/--keyfile" in proc.stderr, proc.stderr

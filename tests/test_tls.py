@@ -2,7 +2,8 @@
 ``BACKEND_CA_BUNDLE``, verification switched off by ``BACKEND_SKIP_SSLCERT_VALIDATION``, and a
 clear error when the certificate cannot be verified — for the REST calls and for the websocket
 execute loop (wss) alike.  A TLS-terminating proxy (as nginx would be) sits in front of the
-embedded server; the certificates are made here with the openssl command."""
+embedded server, and the embedded server serves TLS itself (``serve --certfile --keyfile``);
+the certificates are made here with the openssl command."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import requests
 
 import kernel_support as ks
 import server_fixture
@@ -64,10 +66,15 @@ class TLSProxy:
 
 
 @pytest.fixture(scope="module")
-def tls(tmp_path_factory):
+def certs(tmp_path_factory):
+    return make_certificates(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def tls(certs):
     """(proxy, CA bundle) in front of a classic server: the bridge's default there is the
     websocket loop, so a cell exercises both https (session calls) and wss (the run)."""
-    ca, cert, key = make_certificates(tmp_path_factory.mktemp("certs"))
+    ca, cert, key = certs
     srv = server_fixture.start_server(tempfile.mkdtemp(prefix="rk-tls-srv-"), "--no-extensions")
     proxy = TLSProxy(int(srv.url.rsplit(":", 1)[1]), cert, key)
     try:
@@ -139,3 +146,32 @@ def test_the_websocket_checks_the_certificate_too(tls):
         finally:
             client.transport.session.verify = str(ca)
             client.destroy_session("tls-ws")
+
+
+@pytest.fixture(scope="module")
+def direct(certs):
+    """A classic server serving TLS itself (``--certfile``/``--keyfile``), and the CA bundle."""
+    ca, cert, key = certs
+    srv = server_fixture.start_server(tempfile.mkdtemp(prefix="rk-tls-direct-"), "--no-extensions",
+                                      "--certfile", str(cert), "--keyfile", str(key))
+    try:
+        yield srv, ca
+    finally:
+        srv.stop()
+
+
+def test_the_server_serves_tls_itself(direct, specs):
+    """https and wss straight to the embedded server, trusted through BACKEND_CA_BUNDLE; an
+    untrusted client and plain HTTP get nowhere."""
+    srv, ca = direct
+    assert srv.url.startswith("https://127.0.0.1:"), srv.url
+    with ks.running_kernel(dict(ks.server_env(srv), BACKEND_CA_BUNDLE=str(ca)), name=STREAMED) as (_km, kc):
+        reply, outputs, _ = ks.execute(kc, "print('over tls')", timeout=60)
+        assert reply["status"] == "ok" and ks.stdout_of(outputs) == "over tls\n", (reply, outputs)
+        reply, outputs, _ = ks.execute(kc, "%remote info")
+        assert "execute loop: websocket" in ks.stdout_of(outputs)
+    with ks.running_kernel(ks.server_env(srv), name=STREAMED) as (_km, kc):
+        reply, _, _ = ks.execute(kc, "print('never')", timeout=60)
+        assert reply["status"] == "error" and "TLS handshake failed" in reply["evalue"], reply
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get("http://" + srv.url.split("://", 1)[1] + "/", timeout=10)

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import signal
 import socket
+import ssl
 import sys
 from dataclasses import dataclass
 
@@ -82,6 +83,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """The TLS context of a server given a certificate, else None (plain HTTP)."""
+    if not config.certfile:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.certfile, config.keyfile)
+    return context
+
+
 @dataclass
 class RunningServer:
     url: str
@@ -114,12 +124,13 @@ async def start(config: ServerConfig) -> RunningServer:
     # BodyLimit: a body declared over the limit gets a 413 problem+json, not tornado's bare 400
     http = tornado.httpserver.HTTPServer(BodyLimit(app, config.max_body_size, config.body_timeout),
                                          max_body_size=config.max_body_size, body_timeout=config.body_timeout,
-                                         idle_connection_timeout=300)
+                                         idle_connection_timeout=300, ssl_options=tls_context(config))
     http.add_sockets(sockets)
     manager.start()
     port = sockets[0].getsockname()[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
-    return RunningServer(f"http://{host}:{port}", port, state, http)
+    scheme = "https" if config.certfile else "http"
+    return RunningServer(f"{scheme}://{host}:{port}", port, state, http)
 
 
 # -- the command ---------------------------------------------------------------------------
@@ -138,6 +149,13 @@ def register_serve(subparsers) -> None:
                         help='a JSON keys file: {"keys": [{"access_key": ..., "secret_key": ...}, ...]}')
     # refused with a message naming the ways that keep a secret out of the process list
     parser.add_argument("--secret-key", action="append", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--certfile", default=None, metavar="PATH",
+                        help="serve HTTPS with this certificate (PEM, with its chain)")
+    parser.add_argument("--keyfile", default=None, metavar="PATH",
+                        help="the certificate's private key (PEM; default: in --certfile)")
+    parser.add_argument("--allow-insecure-http", action="store_true",
+                        help="listen beyond loopback over plain HTTP (a network you trust only: requests "
+                             "and bodies cross it readable and alterable)")
     parser.add_argument("--idle-timeout", type=float, default=3600.0,
                         help="destroy sessions unused for this many seconds (0: never)")
     parser.add_argument("--max-sessions", type=int, default=32, help="maximum number of sessions")
@@ -196,12 +214,15 @@ def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
         raise SystemExit("remote-kernel serve: --warm-kernels must be 0 or more")
     if not args.body_timeout > 0:
         raise SystemExit("remote-kernel serve: --body-timeout must be more than 0")
+    if args.keyfile and not args.certfile:
+        raise SystemExit("remote-kernel serve: --keyfile needs --certfile")
     config = ServerConfig(
         host=args.host, port=args.port, keys=keys, root=args.root, session_cwd=args.session_cwd,
         idle_timeout=args.idle_timeout, max_sessions=args.max_sessions,
         max_sessions_per_key=args.max_sessions_per_key or args.max_sessions,
         hold=args.hold, coalesce=args.coalesce, max_run_buffer=args.max_run_buffer, extensions=args.extensions,
         warm_kernels=args.warm_kernels, body_timeout=args.body_timeout,
+        certfile=args.certfile, keyfile=args.keyfile,
     )
     return config, configured
 
@@ -217,6 +238,16 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"remote-kernel serve: refusing to listen on non-loopback {config.host!r} without "
               "configured keys: give them in " + keys_mod.SECRET_SOURCES,
               file=sys.stderr)
+        return 2
+    if not is_loopback(config.host) and not config.certfile and not args.allow_insecure_http:
+        print(f"remote-kernel serve: refusing to listen on non-loopback {config.host!r} over plain HTTP, where "
+              "requests and their bodies cross the network readable and alterable: serve TLS with --certfile "
+              "PATH --keyfile PATH, or give --allow-insecure-http on a network you trust", file=sys.stderr)
+        return 2
+    try:
+        tls_context(config)  # a certificate that cannot be used is an error now, not at the first client
+    except (OSError, ssl.SSLError) as exc:
+        print(f"remote-kernel serve: cannot use --certfile/--keyfile: {exc}", file=sys.stderr)
         return 2
     jsonio.keep_message_dates_as_strings()
     return asyncio.run(_serve(config, args.parent_pid))

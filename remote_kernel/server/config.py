@@ -30,6 +30,8 @@ class ServerConfig:
     body_timeout: float = 120.0  # seconds to receive a request's whole body; then the connection closes
     warm_kernels: int = 1  # spare Python kernels kept running (warm.py)
     extensions: bool = True  # offer our protocol extensions (False: exactly a classic server)
+    certfile: str | None = None  # serve TLS with this certificate (chain), PEM
+    keyfile: str | None = None  # and this private key (None: it is in certfile)
 
     @property
     def max_body_size(self) -> int:
