@@ -12,9 +12,15 @@ traceback: an unexpected exception (a 500) fails the module.
 
 from __future__ import annotations
 
+import concurrent.futures
+import io
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
+import tarfile
 import time
 import uuid
 
@@ -252,3 +258,80 @@ def test_an_upload_replacing_a_file_keeps_its_permissions(server, session):
     assert run_code(client, name, "import os, stat\nprint(oct(stat.S_IMODE(os.stat('run.sh').st_mode)), "
                                   "open('run.sh').read())") == "0o750 echo new\n"
     assert not [f for f in client.list_files(name) if f["filename"].startswith(".rk-upload")]
+
+
+# ---- 4. FIFOs block no call, and one session's calls never starve another's --------------------
+
+@pytest.mark.slow
+def test_fifos_block_no_file_call_and_sigterm_still_stops_the_server(tmp_path):
+    """Key A's code makes FIFOs where A uploads and downloads, and swaps a file for a FIFO
+    while A downloads it.  Before: every call onto a FIFO blocked a thread of the server's
+    shared pool, key B's calls timed out behind them, and SIGTERM no longer stopped the server.
+    Now A's calls answer (a FIFO is not a regular file: 400; an upload replaces the name: 204),
+    B's calls work, and SIGTERM stops the server within 10 s."""
+    srv = server_fixture.start_server(str(tmp_path / "root"))
+    stop = tmp_path / "stop"
+    try:
+        a = srv.client()
+        b = srv.client(access_key=srv.other_key, secret_key=srv.other_secret)
+        a.create_session("python", name="fifo-a")
+        b.create_session("python", name="fifo-b")
+        run_code(a, "fifo-a", "import os\nfor i in range(30):\n    os.mkfifo(f'p{i}')\nos.mkdir('d')\n"
+                              "os.mkfifo('d/q')\nopen('d/f.txt', 'w').write('f')\n")
+        swap = (f"import os\nopen('r.txt', 'w').write('r')\nprint('swapping', flush=True)\n"
+                f"while not os.path.exists({str(stop)!r}):\n"
+                f"    os.mkfifo('r.tmp')\n    os.replace('r.tmp', 'r.txt')\n"
+                f"    open('r.tmp', 'w').write('r')\n    os.replace('r.tmp', 'r.txt')\n")
+        result = a.execute("fifo-a", "query", swap)
+        while not any("swapping" in d for _, d in result["console"]):
+            result = a.execute("fifo-a", "continue", "", result["runId"])
+        calls = [("POST", "/session/fifo-a/download_single", {"file": f"p{i}"}) for i in range(10)]
+        calls += [("POST", "/session/fifo-a/download", {"files": [f"p{i}"]}) for i in range(10, 20)]
+        calls += [("POST", "/session/fifo-a/download_single", {"file": "r.txt"}) for _ in range(20)]
+        with concurrent.futures.ThreadPoolExecutor(len(calls) + 20) as pool:
+            answers = [pool.submit(srv.signed_request, *call, timeout=30) for call in calls]
+            answers += [pool.submit(upload, srv, "fifo-a", [(f"p{i}", b"x")], timeout=30) for i in range(20, 30)]
+            # meanwhile key B's calls
+            b.upload("fifo-b", [("b.txt", b"b")])
+            assert [f["filename"] for f in b.list_files("fifo-b")] == ["b.txt"]
+            assert b.download_single("fifo-b", "b.txt") == b"b"
+            answers = [f.result() for f in answers]
+        stop.touch()
+        for (_, path, body), r in zip(calls, answers):
+            if path.endswith("/download"):  # a tar holding the FIFO as an entry, no content
+                assert r.status_code == 200, r.text[:300]
+            elif body["file"] == "r.txt" and r.status_code == 200:
+                assert r.content == b"r"
+            else:
+                assert "not a regular file" in assert_problem(r)["msg"]
+        assert all(r.status_code == 204 for r in answers[len(calls):]), [r.text for r in answers[len(calls):]]
+        with tarfile.open(fileobj=io.BytesIO(a.download("fifo-a", ["d"], extract=False)["d"])) as tar:
+            kinds = {m.name: m.type for m in tar.getmembers()}
+        assert kinds == {"d": tarfile.DIRTYPE, "d/f.txt": tarfile.REGTYPE, "d/q": tarfile.FIFOTYPE}
+        while result["status"] != "finished":
+            result = a.execute("fifo-a", "continue", "", result["runId"])
+    finally:
+        stop.touch()
+        started = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        try:
+            code = srv.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            srv.proc.kill()
+            raise AssertionError("the server did not stop on SIGTERM within 30 s") from None
+        elapsed = time.monotonic() - started
+    print(f"\nSIGTERM to exit: {elapsed:.2f} s")
+    assert code == 0 and elapsed < 10, (code, elapsed)
+
+
+def test_a_stuck_lane_holds_up_neither_another_lane_nor_the_exit():
+    """What no FIFO check can prevent (a file system that never answers): a call stuck on one
+    session's lane leaves another lane answering, and the process still exits."""
+    code = ("import asyncio, threading\nfrom remote_kernel.server import lanes\nnever = threading.Event()\n"
+            "async def main():\n"
+            "    stuck = asyncio.ensure_future(lanes.Lane().run(never.wait))\n"
+            "    assert await asyncio.wait_for(lanes.Lane().run(sum, [1, 2]), 30) == 3\n"
+            "    print('the other lane answered', flush=True)\n"
+            "asyncio.run(main())\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "the other lane answered" in proc.stdout, proc.stderr

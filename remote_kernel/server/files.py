@@ -4,8 +4,9 @@ downloads (one tar archive per file in a ``multipart/mixed`` body, docs/PROTOCOL
 A path is checked as text first (``confine``: absolute paths, ``..``, NUL bytes and symlinks
 that resolve outside the directory are rejected), then used one component at a time from the
 session's directory without following a symlink (``O_NOFOLLOW``): a name the session's code
-swaps for a symlink between the check and the use is refused, never followed.  A regular file
-with more than one link is not served: it may be a hard link the session's code made to a file
+swaps for a symlink between the check and the use is refused, never followed.  Files are
+opened with ``O_NONBLOCK`` and used only when the descriptor is a regular file (``fstat``): a
+FIFO made where a file was never blocks a thread.  A regular file with more than one link is not served: it may be a hard link the session's code made to a file
 outside.  An upload is written to a new file renamed into place, never through what the name
 was.  Whatever a client or the session's code can make fail is ``invalid-api-params``, never a
 500.
@@ -93,8 +94,9 @@ def _open_dir(real_root: str, names: list[str], create: bool = False) -> int:
 
 
 def _open_file(dir_fd: int, name: str, relpath: str) -> tuple[int, os.stat_result]:
-    """``name`` in ``dir_fd`` opened for reading (not through a symlink), and its status."""
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    """``name`` in ``dir_fd`` opened for reading (not through a symlink, not waiting for a FIFO's
+    writer), and its status."""
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -112,6 +114,19 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def confine_all(root: str, paths: list[str]) -> None:
+    for relpath in paths:
+        confine(root, relpath, must_exist=True)
+
+
+def save_uploads(root: str, uploads: list[tuple[str, bytes]]) -> None:
+    """Every (path, data) of one upload: all paths are checked before any is written."""
+    for relpath, _ in uploads:
+        confine(root, relpath)
+    for relpath, data in uploads:
+        save_upload(root, relpath, data)
 
 
 def save_upload(root: str, relpath: str, data: bytes) -> None:

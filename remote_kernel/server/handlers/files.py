@@ -1,12 +1,14 @@
-"""upload, download (POST, or the older GET with a JSON body), download_single, files."""
+"""upload, download (POST, or the older GET with a JSON body), download_single, files.
+
+Every file call runs on its session's lane (lanes.py): one session's stuck calls never hold up
+another's, nor the server's exit."""
 
 from __future__ import annotations
-
-import asyncio
 
 from remote_kernel.server import files
 from remote_kernel.server.base import BaseHandler
 from remote_kernel.server.errors import bad_params
+from remote_kernel.server.lanes import lane_of
 
 
 class UploadHandler(BaseHandler):
@@ -24,9 +26,7 @@ class UploadHandler(BaseHandler):
             if len(upload.body) >= config.max_upload_file_size:
                 raise bad_params(f"{upload.filename!r} is too large: files must be smaller than "
                                  f"{config.max_upload_file_size} bytes")
-            files.confine(session.cwd, upload.filename)  # check every path before writing any
-        for upload in uploads:
-            await asyncio.to_thread(files.save_upload, session.cwd, upload.filename, upload.body)
+        await lane_of(session).run(files.save_uploads, session.cwd, [(u.filename, u.body) for u in uploads])
         self.set_status(204)
         self.finish()
 
@@ -40,10 +40,10 @@ class DownloadHandler(BaseHandler):
         if len(paths) > limit:
             raise bad_params(f"too many files: at most {limit} per download")
         session = self.session(ident)
-        for path in paths:
-            files.confine(session.cwd, path, must_exist=True)
+        lane = lane_of(session)
+        await lane.run(files.confine_all, session.cwd, paths)  # every path before any archive
         max_bytes = self.state.config.max_download_bytes
-        parts = [(p, await asyncio.to_thread(files.tar_of, session.cwd, p, max_bytes)) for p in paths]
+        parts = [(p, await lane.run(files.tar_of, session.cwd, p, max_bytes)) for p in paths]
         content_type, body = files.multipart_mixed(parts)
         self.set_header("Content-Type", content_type)
         self.finish(body)
@@ -61,7 +61,7 @@ class DownloadSingleHandler(BaseHandler):
         if not isinstance(path, str):
             raise bad_params("'file' must be a path")
         session = self.session(ident)
-        data = await asyncio.to_thread(files.read_single, session.cwd, path, self.state.config.max_download_bytes)
+        data = await lane_of(session).run(files.read_single, session.cwd, path, self.state.config.max_download_bytes)
         self.set_header("Content-Type", "application/octet-stream")
         self.finish(data)
 
@@ -80,7 +80,7 @@ class FilesHandler(BaseHandler):
         if not isinstance(path, str):
             raise bad_params("'path' must be a string")
         session = self.session(ident)
-        self.write_json(await asyncio.to_thread(files.list_dir, session.cwd, path))
+        self.write_json(await lane_of(session).run(files.list_dir, session.cwd, path))
 
     async def get(self, _family: str, ident: str) -> None:
         await self._list(ident)
