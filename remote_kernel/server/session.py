@@ -51,6 +51,7 @@ class Session:
         self.created_at = time.time()
         self.last_used = time.monotonic()
         self.status = protocol.SESSION_PENDING
+        self.status_info = ""  # the status's detail, as a real manager's statusInfo (startup.py)
         self.ready = asyncio.get_running_loop().create_future()
         self._on_death = on_death
         self.log = _SessionLog(log, {"session": self})
@@ -158,7 +159,7 @@ class Session:
         return {
             "sessionId": self.id, "sessionName": self.name, "kernelId": self.name,
             "image": self.image, "lang": self.image, "kernelspec": self.kernel_name,
-            "status": self.status, "statusInfo": None, "age": int((time.time() - self.created_at) * 1000),
+            "status": self.status, "statusInfo": self.status_info, "age": int((time.time() - self.created_at) * 1000),
             "creationTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created_at)),
             "terminationTime": None, "numQueriesExecuted": self.num_queries,
             "occupiedSlots": {}, "servicePorts": [], "tag": None,
