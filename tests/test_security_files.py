@@ -13,6 +13,7 @@ traceback: an unexpected exception (a 500) fails the module.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import io
 import json
 import os
@@ -21,15 +22,20 @@ import stat
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import uuid
 
+import psutil
 import pytest
+import requests
+import websocket
 
 import kernel_support as ks
 import server_fixture
 from remote_kernel import install, protocol
 from remote_kernel.client import api, errors
+from remote_kernel.client.auth import BackendAIAuth
 
 PROBLEM = protocol.PROBLEM_CONTENT_TYPE
 
@@ -335,3 +341,120 @@ def test_a_stuck_lane_holds_up_neither_another_lane_nor_the_exit():
             "asyncio.run(main())\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "the other lane answered" in proc.stdout, proc.stderr
+
+
+# ---- 6. memory: downloads and websocket input are bounded ---------------------------------------
+
+MiB = 1024 * 1024
+
+
+class PeakRSS:
+    """The peak resident memory of a process, sampled every 10 ms while in use."""
+
+    def __init__(self, pid: int):
+        self.proc = psutil.Process(pid)
+        self.start = self.peak = self.proc.memory_info().rss
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.01):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __enter__(self) -> "PeakRSS":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.start
+
+
+def signed(server):
+    return BackendAIAuth(server.access_key, server.secret_key, protocol.SERVER_API_VERSION)
+
+
+@pytest.mark.slow
+def test_a_download_is_streamed_and_capped_in_total(server, session):
+    """One 40 MB file asked five times in one request grew the server by ~650 MB; the limit was
+    per path, so 5 x 60 MB passed too."""
+    client, name = session
+    run_code(client, name, "for n, size in (('big.bin', 40), ('huge.bin', 60)):\n"
+                           "    with open(n, 'wb') as f:\n        f.truncate(size * 1024 * 1024)\n")
+    url = f"{server.url}/session/{name}/download"
+    with PeakRSS(server.pid) as rss:
+        with requests.post(url, json={"files": ["big.bin"] * 5}, auth=signed(server), stream=True, timeout=60) as r:
+            assert r.status_code == 200, r.text[:300]
+            received = sum(len(chunk) for chunk in r.iter_content(MiB))
+    print(f"\ndownload 5 x 40 MB: server RSS {rss.start // MiB} MiB -> peak {rss.peak // MiB} MiB "
+          f"(+{rss.growth // MiB} MiB), {received // MiB} MiB received")
+    assert received > 200 * MiB
+    assert rss.growth < 100 * MiB, f"the server grew by {rss.growth // MiB} MiB"
+    r = server.signed_request("POST", f"/session/{name}/download", {"files": ["huge.bin"] * 5})
+    assert "download limit" in assert_problem(r)["msg"]
+    single = f"{server.url}/session/{name}/download_single"
+    with PeakRSS(server.pid) as rss:
+        with requests.post(single, json={"file": "huge.bin"}, auth=signed(server), stream=True, timeout=60) as r:
+            assert r.status_code == 200 and int(r.headers["Content-Length"]) == 60 * MiB
+            assert sum(len(chunk) for chunk in r.iter_content(MiB)) == 60 * MiB
+    assert rss.growth < 100 * MiB, f"download_single: the server grew by {rss.growth // MiB} MiB"
+    for leave in (url, single):  # clients that leave after the first chunk
+        body = {"files": ["big.bin"] * 5} if leave == url else {"file": "big.bin"}
+        with requests.post(leave, json=body, auth=signed(server), stream=True, timeout=60) as r:
+            assert len(next(r.iter_content(MiB))) > 0
+    assert client.download_single(name, "big.bin") == bytes(40 * MiB)
+
+
+def ws_connect(server, path: str) -> websocket.WebSocket:
+    prepared = requests.Request("GET", server.url + path).prepare()
+    signed(server)(prepared)
+    headers = [f"{k}: {v}" for k, v in prepared.headers.items()]
+    return websocket.create_connection("ws" + server.url[len("http"):] + path, header=headers, timeout=60)
+
+
+@pytest.mark.slow
+def test_websocket_input_is_bounded_while_a_run_goes_on(server, session, tmp_path):
+    """20 frames of 8 MB sent during a run (which reads none of them) were all queued; now the
+    server stops reading a connection whose unread input is full, and the frames wait in the
+    sender's socket."""
+    client, name = session
+    gate = tmp_path / "gate"
+    ws = ws_connect(server, f"/stream/session/{name}/execute")
+    code = "print('waiting', flush=True)\n" + ks.gate_code(gate) + "print('done')\n"
+    ws.send(json.dumps({"mode": "query", "code": code, "options": {}}))
+    assert "waiting" in json.dumps(json.loads(ws.recv())["console"])
+    frame = "x" * (8 * MiB - 4096)  # under the frame limit (8 MiB, the JSON body limit)
+    sent = []
+
+    def send_all() -> None:
+        with contextlib.suppress(OSError, websocket.WebSocketException):
+            for _ in range(20):
+                ws.send(frame)
+                sent.append(time.monotonic())
+
+    with PeakRSS(server.pid) as rss:
+        sender = threading.Thread(target=send_all, daemon=True)
+        sender.start()
+        # the end of the sending: all sent, or the server reads no more (no progress for 3 s)
+        last = time.monotonic()
+        while sender.is_alive() and time.monotonic() - (sent[-1] if sent else last) < 3:
+            sender.join(0.1)
+    frames_sent = len(sent)
+    gate.touch()
+    finished = None
+    while finished is None:
+        opcode, data = ws.recv_data()
+        assert opcode == websocket.ABNF.OPCODE_TEXT, (opcode, data)
+        reply = json.loads(data)
+        if reply["status"] == "finished":
+            finished = reply
+    ws.shutdown()
+    sender.join(30)
+    print(f"\nwebsocket 20 x 8 MB: {frames_sent} frames accepted; server RSS {rss.start // MiB} MiB -> "
+          f"peak {rss.peak // MiB} MiB (+{rss.growth // MiB} MiB)")
+    assert rss.growth < 100 * MiB, f"the server grew by {rss.growth // MiB} MiB"
+    assert client.execute(name, "query", "print('still fine')")["console"] == [["stdout", "still fine\n"]]

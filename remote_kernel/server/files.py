@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import json
 import os
 import stat
 import tarfile
+import tempfile
 import uuid
-from typing import Iterator
+from typing import IO, Iterator
 
 from remote_kernel.server.errors import bad_params
 
 MAX_DEPTH = 256  # folders nested deeper than this are not archived
+SPOOL_IN_MEMORY = 1024 * 1024  # a bigger download archive waits in a temporary file
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # failures the session's files (made by a client or by the session's code) explain
 _CLIENT_ERRNOS = frozenset({
@@ -180,14 +181,28 @@ def _tar_info(arcname: str, st: os.stat_result, kind: bytes) -> tarfile.TarInfo:
     return info
 
 
+class Budget:
+    """The bytes of file content one download request may still carry (the limit is per
+    request, not per path: the same file asked five times counts five times)."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.left = max_bytes
+
+    def take(self, size: int, relpath: str) -> None:
+        if size > self.left:
+            raise bad_params(f"the download is larger than the download limit of {self.max_bytes} bytes "
+                             f"(at {relpath!r})")
+        self.left -= size
+
+
 class _Archiver:
     """A tar archive of names below a folder descriptor: folders recursively, symlinks kept as
     links (never followed), FIFOs and devices as entries without content, sockets skipped."""
 
-    def __init__(self, tar: tarfile.TarFile, max_bytes: int, relpath: str):
+    def __init__(self, tar: tarfile.TarFile, budget: Budget, relpath: str):
         self.tar = tar
-        self.left = max_bytes
-        self.max_bytes = max_bytes
+        self.budget = budget
         self.relpath = relpath
 
     def add(self, dir_fd: int, name: str, arcname: str, depth: int = 0) -> None:
@@ -208,9 +223,7 @@ class _Archiver:
         elif stat.S_ISREG(mode):
             fd, st = _open_file(dir_fd, name, f"{self.relpath}: {arcname}")
             try:
-                if st.st_size > self.left:
-                    raise bad_params(f"{self.relpath!r} is larger than the download limit of {self.max_bytes} bytes")
-                self.left -= st.st_size
+                self.budget.take(st.st_size, self.relpath)
                 with open(fd, "rb", closefd=False) as handle:
                     try:
                         self.tar.addfile(_tar_info(arcname, st, tarfile.REGTYPE), handle)
@@ -229,30 +242,39 @@ class _Archiver:
             self.tar.addfile(_tar_info(arcname, st, kind))
 
 
-def tar_of(root: str, relpath: str, max_bytes: int) -> bytes:
-    """A tar archive holding ``relpath`` (a file or a whole directory, symlinks kept as links)."""
+def tar_of(root: str, relpath: str, budget: Budget) -> tuple[IO[bytes], int]:
+    """A tar archive holding ``relpath`` (a file or a whole directory, symlinks kept as links),
+    and its size: in memory while small, else in a temporary file of the server's (a download
+    is sent from there in chunks, never held whole in memory)."""
     target = confine(root, relpath, must_exist=True)
     real_root, names = _parts(root, target)
     arcname = os.path.basename(target.rstrip(os.sep)) or "."
-    buffer = io.BytesIO()
-    with _reported(relpath), tarfile.open(fileobj=buffer, mode="w") as tar:
-        archiver = _Archiver(tar, max_bytes, relpath)
-        if names:
-            dir_fd = _open_dir(real_root, names[:-1])
-            try:
-                archiver.add(dir_fd, names[-1], arcname)
-            finally:
-                os.close(dir_fd)
-        else:  # the session's folder itself
-            parent_fd = os.open(os.path.dirname(real_root) or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                archiver.add(parent_fd, os.path.basename(real_root), arcname)
-            finally:
-                os.close(parent_fd)
-    return buffer.getvalue()
+    archive = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+    try:
+        with _reported(relpath), tarfile.open(fileobj=archive, mode="w") as tar:
+            archiver = _Archiver(tar, budget, relpath)
+            if names:
+                dir_fd = _open_dir(real_root, names[:-1])
+                try:
+                    archiver.add(dir_fd, names[-1], arcname)
+                finally:
+                    os.close(dir_fd)
+            else:  # the session's folder itself
+                parent_fd = os.open(os.path.dirname(real_root) or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    archiver.add(parent_fd, os.path.basename(real_root), arcname)
+                finally:
+                    os.close(parent_fd)
+        size = archive.tell()
+        archive.seek(0)
+        return archive, size
+    except BaseException:
+        archive.close()
+        raise
 
 
-def read_single(root: str, relpath: str, max_bytes: int) -> bytes:
+def open_single(root: str, relpath: str, max_bytes: int) -> tuple[int, int]:
+    """A descriptor of the regular file ``relpath`` to read from, and its size."""
     target = confine(root, relpath, must_exist=True)
     if target == os.path.realpath(root):
         raise bad_params(f"{relpath!r} is not a regular file")
@@ -263,27 +285,26 @@ def read_single(root: str, relpath: str, max_bytes: int) -> bytes:
             fd, st = _open_file(dir_fd, names[-1], relpath)
         finally:
             os.close(dir_fd)
-        with open(fd, "rb") as handle:
-            if st.st_size > max_bytes:
-                raise bad_params(f"{relpath!r} is larger than the download limit of {max_bytes} bytes")
-            return handle.read(st.st_size)
+    if st.st_size > max_bytes:
+        os.close(fd)
+        raise bad_params(f"{relpath!r} is larger than the download limit of {max_bytes} bytes")
+    return fd, st.st_size
 
 
-def multipart_mixed(parts: list[tuple[str, bytes]]) -> tuple[str, bytes]:
-    """(content type, body) of a ``multipart/mixed`` answer, one tar part per (name, data)."""
-    boundary = uuid.uuid4().hex
-    chunks = []
-    for name, data in parts:
-        safe = name.replace('"', "_").replace("\r", "_").replace("\n", "_")
-        chunks.append(
-            f"--{boundary}\r\nContent-Type: application/x-tar\r\n"
+def read_chunk(fd: int, size: int) -> bytes:
+    return os.read(fd, size)
+
+
+def part_head(boundary: str, name: str, size: int) -> bytes:
+    """The head of one tar part of a ``multipart/mixed`` answer."""
+    safe = name.replace('"', "_").replace("\r", "_").replace("\n", "_")
+    return (f"--{boundary}\r\nContent-Type: application/x-tar\r\n"
             f'Content-Disposition: attachment; filename="{safe}.tar"\r\n'
-            f"Content-Length: {len(data)}\r\n\r\n".encode("utf-8", "replace")
-        )
-        chunks.append(data)
-        chunks.append(b"\r\n")
-    chunks.append(f"--{boundary}--\r\n".encode())
-    return f"multipart/mixed; boundary={boundary}", b"".join(chunks)
+            f"Content-Length: {size}\r\n\r\n").encode("utf-8", "replace")
+
+
+def closing(boundary: str) -> bytes:
+    return f"--{boundary}--\r\n".encode()
 
 
 def list_dir(root: str, relpath: str) -> dict:

@@ -1,14 +1,50 @@
 """upload, download (POST, or the older GET with a JSON body), download_single, files.
 
 Every file call runs on its session's lane (lanes.py): one session's stuck calls never hold up
-another's, nor the server's exit."""
+another's, nor the server's exit.  Downloads are sent in chunks, each written out before the
+next is read, so a download never sits whole in the server's memory; the download limit is per
+request.
+"""
 
 from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import AsyncIterator
+
+from tornado.iostream import StreamClosedError
 
 from remote_kernel.server import files
 from remote_kernel.server.base import BaseHandler
 from remote_kernel.server.errors import bad_params
 from remote_kernel.server.lanes import lane_of
+
+log = logging.getLogger("remote_kernel.server")
+
+CHUNK = 1024 * 1024
+
+
+class _Streaming(BaseHandler):
+    async def stream(self, length: int, chunks: AsyncIterator[bytes]) -> None:
+        """Send ``length`` bytes from ``chunks``.  Once the headers are out no error answer is
+        possible: a failure (the file shrank, the lane gave up) ends the connection short of
+        its Content-Length, which every client notices."""
+        self.set_header("Content-Length", str(length))
+        sent = 0
+        try:
+            async for chunk in chunks:
+                self.write(chunk)
+                sent += len(chunk)
+                await self.flush()
+        except StreamClosedError:
+            return  # the client left
+        except Exception as exc:  # noqa: BLE001 - too late for an error answer
+            if not self._headers_written:
+                raise
+            log.warning("%s %s: download ended early: %s", self.request.method, self.request.path, exc)
+        if sent != length:
+            self.request.connection.stream.close()
 
 
 class UploadHandler(BaseHandler):
@@ -31,7 +67,7 @@ class UploadHandler(BaseHandler):
         self.finish()
 
 
-class DownloadHandler(BaseHandler):
+class DownloadHandler(_Streaming):
     async def _download(self, ident: str) -> None:
         paths = self.json_body().get("files")
         limit = self.state.config.max_download_files
@@ -42,11 +78,29 @@ class DownloadHandler(BaseHandler):
         session = self.session(ident)
         lane = lane_of(session)
         await lane.run(files.confine_all, session.cwd, paths)  # every path before any archive
-        max_bytes = self.state.config.max_download_bytes
-        parts = [(p, await lane.run(files.tar_of, session.cwd, p, max_bytes)) for p in paths]
-        content_type, body = files.multipart_mixed(parts)
-        self.set_header("Content-Type", content_type)
-        self.finish(body)
+        budget = files.Budget(self.state.config.max_download_bytes)
+        archives = []
+        try:
+            for path in paths:  # all archives made (and the limit checked) before anything is sent
+                archives.append(await lane.run(files.tar_of, session.cwd, path, budget))
+            boundary = uuid.uuid4().hex
+            heads = [files.part_head(boundary, path, size) for path, (_, size) in zip(paths, archives)]
+            end = files.closing(boundary)
+            length = sum(len(head) + size + 2 for head, (_, size) in zip(heads, archives)) + len(end)
+
+            async def body() -> AsyncIterator[bytes]:
+                for head, (archive, _) in zip(heads, archives):
+                    yield head
+                    while chunk := archive.read(CHUNK):
+                        yield chunk
+                    yield b"\r\n"
+                yield end
+
+            self.set_header("Content-Type", f"multipart/mixed; boundary={boundary}")
+            await self.stream(length, body())
+        finally:
+            for archive, _ in archives:
+                archive.close()
 
     async def post(self, _family: str, ident: str) -> None:
         await self._download(ident)
@@ -55,15 +109,29 @@ class DownloadHandler(BaseHandler):
         await self._download(ident)
 
 
-class DownloadSingleHandler(BaseHandler):
+class DownloadSingleHandler(_Streaming):
     async def _download(self, ident: str) -> None:
         path = self.json_body().get("file")
         if not isinstance(path, str):
             raise bad_params("'file' must be a path")
         session = self.session(ident)
-        data = await lane_of(session).run(files.read_single, session.cwd, path, self.state.config.max_download_bytes)
-        self.set_header("Content-Type", "application/octet-stream")
-        self.finish(data)
+        lane = lane_of(session)
+        fd, size = await lane.run(files.open_single, session.cwd, path, self.state.config.max_download_bytes)
+
+        async def body() -> AsyncIterator[bytes]:
+            left = size
+            while left > 0:
+                chunk = await lane.run(files.read_chunk, fd, min(CHUNK, left))
+                if not chunk:
+                    return  # the file shrank meanwhile
+                left -= len(chunk)
+                yield chunk
+
+        try:
+            self.set_header("Content-Type", "application/octet-stream")
+            await self.stream(size, body())
+        finally:
+            os.close(fd)
 
     async def post(self, _family: str, ident: str) -> None:
         await self._download(ident)

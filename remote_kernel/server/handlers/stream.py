@@ -31,13 +31,19 @@ _FRAME_KEYS = ("status", "console", "exitCode", "options", "files")
 # Real managers flush a streamed run every 0.2 s (their REST polls collect for ~2 s); a server
 # told to coalesce longer (--coalesce, as a stand-in for a real manager) still streams this fast.
 STREAM_FLUSH = 0.2
+# Frames received that the run has not read yet (it reads the first and each input reply): with
+# this many waiting, the server reads no more from the connection (tornado reads the next frame
+# once ``on_message`` returns), so whatever else a client sends waits in its own socket.  With
+# frames of at most ``max_message_size``, a connection's input is bounded in memory.
+MAX_UNREAD_FRAMES = 2
 
 
 class StreamExecuteHandler(BaseHandler, tornado.websocket.WebSocketHandler):
     def initialize(self, state) -> None:
         super().initialize(state)
-        self._inbox: asyncio.Queue[str | bytes] = asyncio.Queue()
+        self._inbox: asyncio.Queue[str | bytes] = asyncio.Queue(MAX_UNREAD_FRAMES)
         self._task: asyncio.Task | None = None
+        self._done = False
 
     def family(self) -> str:
         return "/" + self.path_args[0]  # the path starts with /stream
@@ -60,8 +66,9 @@ class StreamExecuteHandler(BaseHandler, tornado.websocket.WebSocketHandler):
     def open(self, family: str, ident: str) -> None:
         self._task = asyncio.create_task(self._serve(ident))
 
-    def on_message(self, message: str | bytes) -> None:
-        self._inbox.put_nowait(message)  # read only when the run wants it, like real servers
+    async def on_message(self, message: str | bytes) -> None:
+        if not self._done:
+            await self._inbox.put(message)  # read only when the run wants it, like real servers
 
     def on_close(self) -> None:
         if self._task is not None:
@@ -88,6 +95,9 @@ class StreamExecuteHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         except Exception:  # noqa: BLE001 - one connection's failure must not reach the server
             log.exception("stream execute: unexpected error")
         finally:
+            self._done = True
+            while not self._inbox.empty():  # a frame waiting for room is let go
+                self._inbox.get_nowait()
             if run is not None and not run.finished:
                 await self._abandon(session, run)
             self.close(1000)  # a normal closure, as aiohttp's default (a no-op if the client left)
