@@ -31,6 +31,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +59,8 @@ from remote_kernel.kernel.conduit import WEBSOCKET, Conduit, execute_loop
 from remote_kernel.kernel.embedded import EmbeddedServer
 from remote_kernel.kernel.language import language_info as derive_language_info
 from remote_kernel.kernel.outputs import OutputContext, make_error
-from remote_kernel.kernel.session import RemoteSession, load_config
+from remote_kernel.kernel.session import RemoteSession, WaitCancelled, load_config
+from remote_kernel.kernel.startup import describe as describe_startup
 
 log = logging.getLogger("remote_kernel.kernel")
 
@@ -83,6 +85,40 @@ class _Running:
     input_cancel: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)  # ends a WaitUntil early
     outputs_sent: int = 0
+
+
+class _StartupLine:
+    """One display, updated in place, that says how the remote session's start goes while a
+    cell waits for it (shown only when the wait is long enough to notice)."""
+
+    SHOW_AFTER = 0.5  # seconds: a session that starts sooner needs no progress line
+
+    def __init__(self, kernel: "RemoteKernel", running: _Running):
+        self._kernel = kernel
+        self._running = running
+        self._display_id: str | None = None
+        self._text = ""
+
+    def show(self, startup) -> None:
+        if self._running.cell.interrupted_at is not None:
+            raise WaitCancelled()
+        now = time.monotonic()
+        if startup is None or now - startup.started_at < self.SHOW_AFTER:
+            return
+        self._publish(describe_startup(self._kernel.remote.name, self._kernel.image, startup, now))
+
+    def done(self) -> None:
+        if self._display_id is not None:
+            self._publish(f"remote session {self._kernel.remote.name} ({self._kernel.image}): RUNNING")
+
+    def _publish(self, text: str) -> None:
+        if text == self._text:
+            return
+        msg_type = "display_data" if self._display_id is None else "update_display_data"
+        self._display_id = self._display_id or f"remote-kernel-startup-{uuid.uuid4().hex}"
+        self._text = text
+        self._kernel._carry_out(self._running, self._running.cell.publish(msg_type, {
+            "data": {"text/plain": text}, "metadata": {}, "transient": {"display_id": self._display_id}}))
 
 
 class RemoteKernel(Kernel):
@@ -304,6 +340,10 @@ class RemoteKernel(Kernel):
             return self._carry_out(running, cell.ok())
         except directives_mod.DirectiveError as exc:
             return self._carry_out(running, cell.fail(make_error("DirectiveError", str(exc))))
+        except WaitCancelled:
+            return self._carry_out(running, cell.fail(make_error(
+                "KeyboardInterrupt", f"interrupted while the remote session was being started; it goes on "
+                f"starting on {self.remote.endpoint}, and the next cell waits for it")))
         except (errors.APIError, errors.ConfigError) as exc:
             return self._carry_out(running, cell.on_error(self.remote.explain_failure(exc)))
         except OSError as exc:  # a local file of a directive
@@ -312,7 +352,9 @@ class RemoteKernel(Kernel):
     def _ensure_session(self, running: _Running) -> None:
         if self._config_error is not None:
             raise self._config_error
-        self.remote.ensure()
+        progress = _StartupLine(self, running)
+        self.remote.ensure(on_wait=progress.show)
+        progress.done()
         # Where the cells run is information: a plain display (not stderr, which JupyterLab paints
         # as an error, nor stdout, which is the code's); lost remote state is a warning (stderr).
         problems, self._config_problems = self._config_problems, []
@@ -569,7 +611,11 @@ class RemoteKernel(Kernel):
         content = parent.get("content") or {}
         self._parents.remember(header)
         forwarded = False
-        if self._comms_available():
+        # ipywidgets' frontend opens its control comm on connecting, to restore the widgets a
+        # running session has: a session still being started has none, and the first cell's
+        # start-up progress must not wait behind it
+        control = content.get("target_name") == WIDGET_CONTROL_TARGET
+        if self._comms_available(wait=not control):
             try:
                 self.remote.client().send_comm(self.remote.name, comm_request(
                     header, content, parent.get("metadata") or {}, parent.get("buffers")))
@@ -582,9 +628,10 @@ class RemoteKernel(Kernel):
             if content.get("target_name") != WIDGET_CONTROL_TARGET:
                 self._no_comms_note_due = True
 
-    def _comms_available(self) -> bool:
-        """Whether the remote session takes comm messages (waits for the session, as a cell would)."""
-        if self._config_error is not None or not self.use_extensions:
+    def _comms_available(self, wait: bool = True) -> bool:
+        """Whether the remote session takes comm messages (``wait``: for the session to start,
+        as a cell would; else a session not running yet takes none)."""
+        if self._config_error is not None or not self.use_extensions or (not wait and not self.remote.ready):
             return False
         try:
             self.remote.ensure()
@@ -599,7 +646,7 @@ class RemoteKernel(Kernel):
     async def comm_info_request(self, stream, ident, parent):
         target = (parent.get("content") or {}).get("target_name")
         reply = {"status": "ok", "comms": {}}
-        if self._comms_available():
+        if self._comms_available(wait=False):  # a session not started yet has no comms
             try:
                 answer = self.remote.client().comm_info(self.remote.name, target)
                 if isinstance(answer.get("comms"), dict):

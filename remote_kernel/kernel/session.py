@@ -14,14 +14,17 @@ import logging
 import os
 import re
 import threading
+import time
 import uuid
 from concurrent.futures import Future
-from typing import Any, Mapping
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Callable, Mapping
 
 from remote_kernel import protocol
 from remote_kernel.client import APIConfig, Client, SessionRef, errors
 from remote_kernel.client.config import LOCAL_ENDPOINT
 from remote_kernel.kernel.embedded import EmbeddedServer, PrivateServerStopped
+from remote_kernel.kernel.startup import REQUESTED, RUNNING, StartupStatus, poll_interval, status_of
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,16 @@ class NoEndpoint(errors.ConfigError):
 
 class MissingKeys(errors.ConfigError):
     """An endpoint is configured but its keypair is not."""
+
+
+class SessionStartFailed(errors.APIError):
+    """The server gave up starting the session (ERROR, CANCELLED...)."""
+
+    hint = "see the server's logs for details, or ask the cluster's administrators"
+
+
+class WaitCancelled(Exception):
+    """Whoever waited for the session's start stopped waiting (an interrupt); it goes on starting."""
 
 
 def load_config(parent: Any = None, environ: Mapping[str, str] | None = None
@@ -113,6 +126,9 @@ class RemoteSession:
         self.lost_note: str | None = None
         self._lock = threading.Lock()
         self._creation: Future | None = None
+        self.startup: StartupStatus | None = None  # while the session is being started
+        self._asked_for: str | None = None  # the name a create call was sent for (destroyed at shutdown)
+        self._stop_following = threading.Event()
         self._client: Client | None = None
         self._quick: Client | None = None
         self._closed = False
@@ -180,24 +196,79 @@ class RemoteSession:
             return self._creation
 
     def _create(self, future: Future) -> None:
+        started = time.monotonic()
         try:
             client = self.client()
             client.api_version  # discovery first: a wrong endpoint fails here, clearly
-            ref = client.create_session(self.image, name=self.name, resources=self.resources or None,
-                                        environ=self.environ or None, mounts=self.mounts, reuse=True)
+            self.startup = StartupStatus(REQUESTED, "", started)
+            self._asked_for = self.name
+            try:
+                # enqueueOnly: real managers otherwise hold the call until the session runs
+                # (minutes of queueing or image pulls); we follow its status instead
+                ref = client.create_session(self.image, name=self.name, resources=self.resources or None,
+                                            environ=self.environ or None, mounts=self.mounts, reuse=True,
+                                            enqueue_only=client.prefix == "/session")
+            except errors.RequestTimeout as exc:
+                raise self._timeout_with_status(client, exc) from None
+            status = status_of(ref.raw)
+            if status is not None and not status.running:
+                self._follow_start(client, StartupStatus(status.status, status.info, started))
             if self._closed:  # shut down while we were creating: do not leak it
                 self._destroy_quietly(ref.name)
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+            self.startup = None
             future.set_exception(exc)
             return
+        self.startup = None
         self.ref = ref
         self.generation += 1
         future.set_result(ref)
 
-    def ensure(self, timeout: float | None = None) -> SessionRef:
-        """Wait for the session; a failed or lost one is created again (raises on failure)."""
+    def _follow_start(self, client: Client, status: StartupStatus) -> None:
+        """Poll the session's status until it runs: never execute on a session still starting."""
+        while not status.running:
+            self.startup = status
+            if status.failed:
+                raise SessionStartFailed(self.endpoint, msg=f"the session {self.name} ended as {status.status}"
+                                         + (f" ({status.info})" if status.info else "") + " before it ran",
+                                         request=f"GET {client.prefix}/{self.name}")
+            if self._stop_following.wait(poll_interval(time.monotonic() - status.started_at)):
+                return  # shutting down
+            try:
+                answer = client.get_session(self.name)
+            except errors.RequestTimeout as exc:
+                raise errors.RequestTimeout(exc.endpoint, msg=f"{exc.msg}; the session was {status.status}",
+                                            request=exc.request) from None
+            now = status_of(answer) or StartupStatus(RUNNING)  # no status: the server says no more
+            status = StartupStatus(now.status, now.info, status.started_at)
+        self.startup = status
+
+    def _timeout_with_status(self, client: Client, exc: errors.RequestTimeout) -> errors.RequestTimeout:
+        """A create call that got no answer in time: say what the server made of it meanwhile."""
+        try:
+            status = status_of(client.get_session(self.name))
+        except errors.APIError:
+            status = None
+        where = (f"; the session is {status.status} on the server (queued, or its image being pulled): the "
+                 "next cell waits for it") if status is not None else ""
+        return errors.RequestTimeout(exc.endpoint, msg=f"{exc.msg}{where}", request=exc.request)
+
+    def ensure(self, timeout: float | None = None,
+               on_wait: Callable[[StartupStatus | None], None] | None = None) -> SessionRef:
+        """Wait for the session; a failed or lost one is created again (raises on failure).
+        ``on_wait(startup status)`` is called about four times a second while it is being made;
+        it may raise (e.g. :class:`WaitCancelled`) to stop waiting."""
         future = self.start()
-        return future.result(timeout)
+        if on_wait is None:
+            return future.result(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                return future.result(0.25)
+            except FutureTimeout:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise
+                on_wait(self.startup)
 
     def _replace_stopped_server(self) -> None:
         """The private server ended on its own (killed, out of memory): the next session is made
@@ -259,6 +330,7 @@ class RemoteSession:
     def destroy(self, timeout: float = 5.0) -> bool:
         """Destroy the remote session, waiting at most ``timeout`` seconds.  True when done."""
         self._closed = True
+        self._stop_following.set()
         future = self._creation
         if future is None or self.embedded is not None:
             return True  # a private server ends its sessions itself when it stops (close())
@@ -270,9 +342,12 @@ class RemoteSession:
                 try:
                     future.result(timeout)
                 except BaseException:
-                    outcome["ok"] = True  # never created: nothing to destroy
-                    return
-                self.quick_client().destroy_session(self.name)
+                    # The create call failed or got no answer; the server may still make the
+                    # session (real managers do), owned by nobody: destroy it by name.
+                    if self._asked_for is None:
+                        outcome["ok"] = True  # never asked for: nothing to destroy
+                        return
+                self.quick_client().destroy_session(self._asked_for or self.name)
                 outcome["ok"] = True
             except errors.SessionNotFound:
                 outcome["ok"] = True
@@ -311,6 +386,10 @@ class RemoteSession:
             "API version": client._api_version if client is not None and client._api_version else "(unknown)",
             "extensions": ", ".join(sorted(self.extensions)) or "(none)",
         }
+        startup = self.startup
+        if startup is not None:  # still being started
+            info["status"] = startup.status + (f": {startup.info}" if startup.info else "")
+            info["waiting for"] = f"{time.monotonic() - startup.started_at:.0f} s"
         if self.embedded is not None:
             info["embedded server pid"] = self.embedded.pid if self.embedded.pid is not None else "(not started)"
             info["working directory"] = self.embedded.cwd
