@@ -36,6 +36,7 @@ import server_fixture
 from remote_kernel import install, protocol
 from remote_kernel.client import api, errors
 from remote_kernel.client.auth import BackendAIAuth
+from remote_kernel.server import runs
 
 PROBLEM = protocol.PROBLEM_CONTENT_TYPE
 
@@ -458,3 +459,28 @@ def test_websocket_input_is_bounded_while_a_run_goes_on(server, session, tmp_pat
           f"peak {rss.peak // MiB} MiB (+{rss.growth // MiB} MiB)")
     assert rss.growth < 100 * MiB, f"the server grew by {rss.growth // MiB} MiB"
     assert client.execute(name, "query", "print('still fine')")["console"] == [["stdout", "still fine\n"]]
+
+
+# ---- 7. big outputs keep their start and their end -------------------------------------------
+
+@pytest.mark.slow
+def test_a_burst_bigger_than_the_run_buffer_keeps_its_start_and_end(server, session):
+    """34 MB in one write, then ``END``, with the default 32 MiB run buffer: this came back as
+    the truncation notice alone.  Now the output keeps its start and its end, and a notice says
+    how much was dropped between them."""
+    client, name = session
+    result = client.execute(name, "query", "import sys\nsys.stdout.write('x' * 34_000_000)\nprint('END')")
+    console = list(result["console"])
+    while result["status"] != "finished":
+        result = client.execute(name, "continue", "", result["runId"])
+        console += result["console"]
+    out = "".join(d for k, d in console if k == "stdout")
+    notices = [d for k, d in console if k == "stderr"]
+    assert out.startswith("x" * 1000) and out.endswith("xxEND\n"), (out[:20], out[-20:])
+    dropped = 34_000_004 - len(out)
+    if dropped:  # the client did not keep up (it need not: one write may arrive as one message)
+        [notice] = notices
+        assert f"about {runs.amount(dropped)} of this run's output was dropped" in notice, notice
+    else:
+        assert not notices
+    print(f"\nburst: {len(out)} characters kept, {dropped} dropped, notices {len(notices)}")
