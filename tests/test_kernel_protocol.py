@@ -43,6 +43,9 @@ class BridgeKernelTests(jupyter_kernel_test.KernelTests):
     invalid_code_samples = ["import = 7q"]
     code_inspect_sample = "print"
     code_clear_output = "from IPython.display import clear_output; print('x'); clear_output()"
+    # history: kept by the bridge itself (remote_kernel/kernel/history.py)
+    supported_history_operations = ("tail", "range", "search")
+    code_history_pattern = "6*"
 
     @classmethod
     def setUpClass(cls) -> None:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
+from jupyter_core.paths import jupyter_data_dir
 from ipykernel._version import kernel_protocol_version
 from ipykernel.kernelbase import Kernel
 from traitlets import Any as AnyTrait
@@ -57,6 +58,7 @@ from remote_kernel.kernel.comms import (
 )
 from remote_kernel.kernel.conduit import WEBSOCKET, Conduit, execute_loop
 from remote_kernel.kernel.embedded import EmbeddedServer
+from remote_kernel.kernel.history import History, history_path
 from remote_kernel.kernel.language import language_info as derive_language_info
 from remote_kernel.kernel.outputs import OutputContext, make_error
 from remote_kernel.kernel.session import RemoteSession, WaitCancelled, load_config
@@ -164,6 +166,7 @@ class RemoteKernel(Kernel):
         self._streaming_refused = False  # the server answered the websocket upgrade with "no such endpoint"
         # comms (comms.py): the frontend's requests by msg_id, the between-cells event stream
         self._parents = ParentHeaders()
+        self._history = History(history_path(jupyter_data_dir(), self.image))
         self._events = EventFollower(self._events_target, self._publish_inner)
         self._no_comms_note_due = False
         for msg_type in COMM_TYPES:
@@ -279,6 +282,8 @@ class RemoteKernel(Kernel):
         self._allow_stdin = bool(allow_stdin)
         cell = Cell(execution_count=self.execution_count, allow_stdin=bool(allow_stdin), silent=bool(silent),
                     interrupt_grace=self.interrupt_grace)
+        if store_history and not silent and code.strip():
+            self._history.store(self.execution_count, code)
         if not code.strip():
             return self._carry_out(None, cell.ok())  # empty cells never reach the remote
         running = _Running(cell, parent=self.get_parent("shell"), ident=shell_request_ident(self))
@@ -668,8 +673,20 @@ class RemoteKernel(Kernel):
                           parent=self._parents.parent_of(message.parent_id), ident=self._topic(message.msg_type),
                           metadata=message.metadata or None, buffers=list(message.buffers) or None)
 
-    async def do_history(self, *args, **kwargs):
-        return {"status": "ok", "history": []}
+    async def do_history(self, hist_access_type, output, raw, session=0, start=0, stop=None, n=None,
+                         pattern=None, unique=False):
+        """Answered from the history this kernel keeps (history.py), as IPython's would be."""
+        if hist_access_type == "tail":
+            rows = self._history.tail(n if n is not None else 10)
+        elif hist_access_type == "range":
+            rows = self._history.range(session, start, stop)
+        elif hist_access_type == "search":
+            rows = self._history.search(pattern, n, unique)
+        else:
+            rows = []
+        # with ``output`` IPython pairs each input with its output; the bridge keeps none
+        return {"status": "ok", "history": [(s, line, (src, None)) if output else (s, line, src)
+                                            for s, line, src in rows]}
 
 
 _TOKEN_RE = re.compile(r"[\w.]*$")

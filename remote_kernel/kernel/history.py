@@ -1,0 +1,111 @@
+"""The cells a user ran, kept across kernels like IPython's history, for ``history_request``
+(a console's up-arrow, ``%history`` in a frontend, JupyterLab's console history).
+
+One SQLite file per image in the Jupyter data directory (``remote_kernel/history/<image>.sqlite``):
+kernelspecs are one per image, and a restarted kernel is a new *session* of the same history,
+as in IPython.  The remote knows nothing of this: history is the frontend's business, and the
+bridge answers it locally.  Failures to read or write never reach a cell: history is a comfort.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import re
+import sqlite3
+import threading
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (session INTEGER PRIMARY KEY AUTOINCREMENT, started TEXT);
+CREATE TABLE IF NOT EXISTS history (session INTEGER, line INTEGER, source TEXT, PRIMARY KEY (session, line));
+"""
+
+
+def history_path(data_dir: str, image: str) -> str:
+    safe = re.sub(r"[^\w.-]+", "_", image or "default").strip("._") or "default"
+    return os.path.join(data_dir, "remote_kernel", "history", f"{safe}.sqlite")
+
+
+class History:
+    """One kernel's view of the history file: it appends to its own session and reads all."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.session: int | None = None
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> sqlite3.Connection | None:
+        if self._db is None:
+            try:
+                os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False, isolation_level=None)
+                db.executescript(SCHEMA)
+                self.session = db.execute("INSERT INTO sessions (started) VALUES (datetime('now'))").lastrowid
+                self._db = db
+            except (OSError, sqlite3.Error) as exc:
+                log.warning("history unavailable (%s): %s", self.path, exc)
+                return None
+        return self._db
+
+    def store(self, line: int, source: str) -> None:
+        with self._lock:
+            db = self._open()
+            if db is None:
+                return
+            try:
+                db.execute("INSERT OR REPLACE INTO history VALUES (?, ?, ?)", (self.session, line, source))
+            except sqlite3.Error as exc:
+                log.warning("history not stored: %s", exc)
+
+    def tail(self, n: int, include_latest: bool = True) -> list[tuple[int, int, str]]:
+        """The last ``n`` entries, oldest first (``include_latest``: as ipykernel answers)."""
+        rows = self._query("SELECT session, line, source FROM history ORDER BY session DESC, line DESC LIMIT ?",
+                           (max(0, n) + (0 if include_latest else 1),))
+        if not include_latest:
+            rows = rows[1:]
+        return list(reversed(rows))
+
+    def range(self, session: int, start: int, stop: int | None) -> list[tuple[int, int, str]]:
+        """Lines ``start`` to ``stop`` (exclusive) of a session; ``session`` ≤ 0 counts back from
+        this one (0: this session)."""
+        if session <= 0:
+            session = (self.session or 0) + session
+        stop = stop if stop is not None and stop > 0 else 2 ** 62
+        return self._query("SELECT session, line, source FROM history WHERE session = ? AND line >= ? AND line < ? "
+                           "ORDER BY line", (session, start, stop))
+
+    def search(self, pattern: str, n: int | None = None, unique: bool = False) -> list[tuple[int, int, str]]:
+        """Entries matching a glob ``pattern`` (``*`` any text), newest ``n`` of them."""
+        regex = re.compile(fnmatch.translate(pattern or "*"), re.S)
+        found = [row for row in self._query("SELECT session, line, source FROM history ORDER BY session, line", ())
+                 if regex.match(row[2])]
+        if unique:
+            seen: set[str] = set()
+            kept = []
+            for row in reversed(found):
+                if row[2] not in seen:
+                    seen.add(row[2])
+                    kept.append(row)
+            found = list(reversed(kept))
+        return found[-n:] if n else found
+
+    def _query(self, sql: str, args: tuple) -> list[tuple[int, int, str]]:
+        with self._lock:
+            db = self._open()
+            if db is None:
+                return []
+            try:
+                return [tuple(row) for row in db.execute(sql, args).fetchall()]
+            except sqlite3.Error as exc:
+                log.warning("history not read: %s", exc)
+                return []
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
