@@ -171,6 +171,12 @@ def register_serve(subparsers) -> None:
     parser.add_argument("--coalesce", type=float, default=0.01, metavar="SECONDS",
                         help="how long a REST poll keeps collecting output after the first record "
                              "(default 0.01; a real manager collects ~2 s, which 2 imitates)")
+    parser.add_argument("--slow-start", type=float, default=0.0, metavar="SECONDS",
+                        help="imitate a real manager whose sessions take time to start: every new session "
+                             "walks PENDING, SCHEDULED, PREPARING, PULLING (with statusInfo) over SECONDS "
+                             "and is RUNNING once its kernel has started after them; enqueueOnly creates "
+                             "and the reuse of a starting session answer at once; no warm kernels "
+                             "(default 0: sessions start at once)")
     parser.add_argument("--max-run-buffer", type=int, default=32 * 1024 * 1024,
                         help="unacknowledged output bytes kept per run")
     parser.add_argument("--body-timeout", type=float, default=120.0, metavar="SECONDS",
@@ -210,6 +216,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
         raise SystemExit("remote-kernel serve: session limits must be at least 1")
     if args.coalesce < 0:
         raise SystemExit("remote-kernel serve: --coalesce must be 0 or more")
+    if not 0 <= args.slow_start <= 3600:  # NaN fails too
+        raise SystemExit("remote-kernel serve: --slow-start must be from 0 to 3600 seconds")
     if args.warm_kernels < 0:
         raise SystemExit("remote-kernel serve: --warm-kernels must be 0 or more")
     if not args.body_timeout > 0:
@@ -221,6 +229,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
         idle_timeout=args.idle_timeout, max_sessions=args.max_sessions,
         max_sessions_per_key=args.max_sessions_per_key or args.max_sessions,
         hold=args.hold, coalesce=args.coalesce, max_run_buffer=args.max_run_buffer, extensions=args.extensions,
+        slow_start=args.slow_start,
         warm_kernels=args.warm_kernels, body_timeout=args.body_timeout,
         certfile=args.certfile, keyfile=args.keyfile,
     )

@@ -206,10 +206,10 @@ class BaseHandler(tornado.web.RequestHandler):
     def family(self) -> str:
         return "/kernel" if self.request.path.startswith("/kernel") else "/session"
 
-    def session(self, ident: str, allow_dead: bool = False, activity: bool = True):
+    def session(self, ident: str, allow_dead: bool = False, activity: bool = True, starting: bool = False):
         if "\x00" in ident:
             raise bad_params("session names must not contain NUL bytes")
-        return self.state.manager.find(self.access_key, ident, self.family(), allow_dead, activity)
+        return self.state.manager.find(self.access_key, ident, self.family(), allow_dead, activity, starting)
 
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)

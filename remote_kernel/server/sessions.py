@@ -16,10 +16,11 @@ import time
 import uuid
 
 from remote_kernel import protocol
-from remote_kernel.server import images, warm
+from remote_kernel.server import images, startup, warm
 from remote_kernel.server.config import ServerConfig
 from remote_kernel.server.errors import APIProblem, bad_params, session_not_found
 from remote_kernel.server.session import Session
+from remote_kernel.server.tasks import cancel_all
 
 log = logging.getLogger("remote_kernel.server")
 
@@ -64,8 +65,10 @@ class SessionManager:
         self._unstopped: set[Session] = set()  # started and not yet fully stopped (for kill_all)
         self._reaper: asyncio.Task | None = None
         self._cleanups: set[asyncio.Task] = set()
-        self.warm = warm.WarmPool(config.warm_kernels, spawn=self._spawn_spare, stop=self._drop,
-                                   is_quiet=self.quiet_for)
+        self._starts: dict[Session, asyncio.Task] = {}  # sessions on their way to RUNNING
+        # --slow-start: every session walks its start (startup.py), none adopts a spare
+        self.warm = warm.WarmPool(0 if config.slow_start else config.warm_kernels, spawn=self._spawn_spare,
+                                   stop=self._drop, is_quiet=self.quiet_for)
 
     def quiet_for(self, seconds: float) -> bool:
         """No session runs a cell, and none was asked to for ``seconds``."""
@@ -80,17 +83,22 @@ class SessionManager:
     # -- lookups -----------------------------------------------------------------------------
 
     def find(self, owner: str, ident: str, family: str = "/session", allow_dead: bool = False,
-             activity: bool = True) -> Session:
+             activity: bool = True, starting: bool = False) -> Session:
         """A session of ``owner`` by name or id; another owner's session is 'not found'.
         ``activity``: the call counts as use (the idle reaper spares the session); listening
-        to its events does not, or a connected frontend would keep every session alive."""
+        to its events does not, or a connected frontend would keep every session alive.
+        A session not running yet (or whose start failed) is found only for ``starting``
+        calls (its information, destroy, logs); any other is ``startup.not_running``."""
         for session in self.sessions.values():
             if session.owner == owner and ident in (session.name, session.id):
                 if session.status == protocol.SESSION_RUNNING or (
-                        allow_dead and session.status == protocol.SESSION_DEAD):
+                        allow_dead and session.status == protocol.SESSION_DEAD) or (
+                        starting and session.status in startup.STARTING | {startup.ERROR}):
                     if activity:
                         session.touch()
                     return session
+                if session.status in startup.STARTING | {startup.ERROR}:
+                    raise startup.not_running(session)
         raise session_not_found(ident, family)
 
     def _by_name(self, owner: str, name: str) -> Session | None:
@@ -102,11 +110,15 @@ class SessionManager:
     # -- create / destroy --------------------------------------------------------------------
 
     async def create(self, owner: str, name: str, image: str, environ: dict, reuse: bool,
-                     family: str = "/session") -> tuple[Session, bool]:
+                     family: str = "/session", enqueue_only: bool = False) -> tuple[Session, bool]:
+        """The session, and whether it is new.  It is RUNNING, except under ``--slow-start``
+        for ``enqueue_only`` and for the reuse of a session still starting: those answer at
+        once, with the session as it is, as a real manager does."""
         check_name(name)
         exists_slug = "kernel-already-exists" if family == "/kernel" else "session-already-exists"
         existing = self._by_name(owner, name)
-        if existing is not None and existing.status in (protocol.SESSION_DEAD, protocol.SESSION_TERMINATED):
+        if existing is not None and existing.status in (protocol.SESSION_DEAD, protocol.SESSION_TERMINATED,
+                                                        startup.ERROR):
             await self.destroy(existing)
             existing = None
         if existing is not None:
@@ -114,6 +126,9 @@ class SessionManager:
                 raise APIProblem(400, exists_slug, "The session already exists.",
                                  f"session {name!r} exists" + ("" if reuse else " and reuseIfExists is false")
                                  + ("" if existing.image == image else f" with another image ({existing.image!r})"))
+            if self.config.slow_start and existing.status in startup.STARTING:
+                existing.touch()
+                return existing, False
             await asyncio.shield(existing.ready)  # a concurrent create of the same name
             if existing.status != protocol.SESSION_RUNNING:
                 raise session_not_found(name, family)
@@ -140,17 +155,40 @@ class SessionManager:
         cwd, owns = self._workdir(name)
         session = self._new_session(owner, name, image, kernel_name, language, environ, cwd=cwd, owns_cwd=owns)
         self.sessions[session.id] = session
-        try:
-            await session.start()
-        except BaseException as exc:
-            log.warning("session %s: kernel failed to start: %s", name, type(exc).__name__)
-            await self._drop(session)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            raise _creation_failed(kernel_name) from None
-        session.ready.set_result(None)
-        log.info("session %s started (%s, kernelspec %s)", name, session.id, kernel_name)
+        # a task of its own: a DELETE meanwhile cancels it (_drop), and a create whose client
+        # left does not
+        self._starts[session] = asyncio.create_task(self._start(session, kernel_name))
+        if self.config.slow_start and enqueue_only:
+            return session, True
+        await asyncio.shield(session.ready)
+        if session.status != protocol.SESSION_RUNNING:  # it failed, or was destroyed meanwhile
+            raise _creation_failed(kernel_name)
         return session, True
+
+    async def _start(self, session: Session, kernel_name: str) -> None:
+        """Start a new session's kernel, after its walk through the statuses under --slow-start.
+        A failed start drops the session, or under --slow-start leaves it ERROR for a while
+        (a client polling its status learns why) before it is forgotten."""
+        try:
+            if self.config.slow_start:
+                await startup.walk(session, self.config.slow_start)
+            await session.start()
+            session.status_info = ""
+            log.info("session %s started (%s, kernelspec %s)", session.name, session.id, kernel_name)
+        except Exception as exc:  # noqa: BLE001 - any failure is the session's start failing
+            session.log.warning("kernel failed to start: %s", type(exc).__name__)
+            self._starts.pop(session, None)  # no DELETE cancels the cleanup
+            if not self.config.slow_start:
+                await self._drop(session)
+                return
+            await session.stop()
+            self._unstopped.discard(session)
+            session.status, session.status_info = startup.ERROR, f"the {kernel_name!r} kernel did not start"
+            self._schedule_cleanup(session)
+        finally:
+            self._starts.pop(session, None)
+            if not session.ready.done():
+                session.ready.set_result(None)
 
     def _new_session(self, owner: str, name: str, image: str, kernel_name: str, language: str, environ: dict,
                      cwd: str, owns_cwd: bool) -> Session:
@@ -204,6 +242,9 @@ class SessionManager:
     async def _drop(self, session: Session) -> None:
         """Forget and stop a session: a destroyed one, a failed start, a spare."""
         self.sessions.pop(session.id, None)
+        start = self._starts.pop(session, None)
+        if start is not None:  # still starting: it never will
+            await cancel_all([start])
         await session.stop()
         self._unstopped.discard(session)
         if not session.ready.done():
@@ -229,7 +270,7 @@ class SessionManager:
             for session in list(self.sessions.values()):
                 if any(not run.finished for run in session.runs.values()):
                     session.touch()  # a cell or batch running (or queued) is activity
-                if session.status != protocol.SESSION_PENDING and now - session.last_used > self.config.idle_timeout:
+                if session.status not in startup.STARTING and now - session.last_used > self.config.idle_timeout:
                     log.info("session %s idle for %.0f s: destroying", session.name, now - session.last_used)
                     with contextlib.suppress(Exception):
                         await self.destroy(session)

@@ -32,9 +32,12 @@ async def create_session(handler: BaseHandler) -> None:
     reuse = body.get("reuseIfExists", True)
     if not isinstance(reuse, bool):
         raise bad_params("'reuseIfExists' must be a boolean")
+    enqueue_only = body.get("enqueueOnly")
+    if enqueue_only is not None and not isinstance(enqueue_only, bool):
+        raise bad_params("'enqueueOnly' must be a boolean")
     environ = _environ(body.get("config"))
     session, created = await handler.state.manager.create(
-        handler.access_key, name, image, environ, reuse, handler.family())
+        handler.access_key, name, image, environ, reuse, handler.family(), enqueue_only=bool(enqueue_only))
     if handler.family() == "/kernel":  # v4 answers with the name as kernelId
         answer = {"kernelId": session.name, "status": session.status, "servicePorts": [], "created": created}
     else:
@@ -50,10 +53,10 @@ class CreateHandler(BaseHandler):
 
 class SessionHandler(BaseHandler):
     def get(self, _family: str, ident: str) -> None:
-        self.write_json(self.session(ident).info())
+        self.write_json(self.session(ident, starting=True).info())  # a session starting says how far it is
 
     async def delete(self, _family: str, ident: str) -> None:
-        session = self.session(ident, allow_dead=True)
+        session = self.session(ident, allow_dead=True, starting=True)  # a start stops there
         stats = {"numQueriesExecuted": session.num_queries}
         await self.state.manager.destroy(session)
         self.write_json({"stats": stats})
@@ -80,4 +83,4 @@ class InterruptHandler(BaseHandler):
 
 class LogsHandler(BaseHandler):
     def get(self, _family: str, ident: str) -> None:
-        self.write_json({"result": {"logs": self.session(ident, allow_dead=True).read_logs()}})
+        self.write_json({"result": {"logs": self.session(ident, allow_dead=True, starting=True).read_logs()}})

@@ -19,6 +19,7 @@ import logging
 import tornado.websocket
 
 from remote_kernel import jsonio, protocol
+from remote_kernel.server import startup
 from remote_kernel.server.base import BaseHandler
 from remote_kernel.server.errors import APIProblem, bad_params
 from remote_kernel.server.handlers.execute import code_of, new_run, options_of
@@ -60,7 +61,7 @@ class StreamExecuteHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         connection = {part.strip().lower() for part in self.request.headers.get("Connection", "").split(",")}
         if self.request.headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in connection:
             raise APIProblem(400, "generic-bad-request", "Bad request.", "this endpoint needs a websocket upgrade")
-        self.session(ident)
+        self.session(ident, starting=True)  # one not running yet: upgraded, then closed (_serve)
         await super().get(family, ident)
 
     def open(self, family: str, ident: str) -> None:
@@ -83,6 +84,8 @@ class StreamExecuteHandler(BaseHandler, tornado.websocket.WebSocketHandler):
                 mode, code, options = self._parse(await self._inbox.get())
                 session = self.session(ident)  # destroyed since the upgrade?
                 run = new_run(self, mode, None, code, options)
+            except startup.NotRunning:
+                return  # closed without a frame, as a real manager's session without an agent yet
             except APIProblem as exc:
                 detail = f"Invalid API parameters: {exc.msg}" if exc.slug == "invalid-api-params" \
                     else f"{exc.title} ({exc.msg})"
