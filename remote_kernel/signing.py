@@ -92,12 +92,27 @@ def string_to_sign(
     )
 
 
-def signature(secret_key: str, date_value: str, host: str, text_to_sign: str) -> str:
-    """Lowercase hex HMAC-SHA256 with the date- and host-derived signing key."""
+def signing_key(secret_key: str, date_value: str, host: str) -> bytes:
+    """The key derived from the secret, the Date's day and the host."""
     day = parse_date(date_value).astimezone(timezone.utc).strftime("%Y%m%d")
     k1 = hmac.new(secret_key.encode(), day.encode(), hashlib.sha256).digest()
-    k2 = hmac.new(k1, host.encode(), hashlib.sha256).digest()
-    return hmac.new(k2, text_to_sign.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(k1, host.encode(), hashlib.sha256).digest()
+
+
+def signature(secret_key: str, date_value: str, host: str, text_to_sign: str) -> str:
+    """Lowercase hex HMAC-SHA256 with the date- and host-derived signing key."""
+    return hmac.new(signing_key(secret_key, date_value, host), text_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+BODY_SIGNATURE_CONTEXT = "remote-kernel-body-v1"
+
+
+def body_signature(secret_key: str, date_value: str, host: str, request_signature: str, body: bytes) -> str:
+    """Our extension's ``X-RemoteKernel-Body-Signature`` (docs/PROTOCOL.md#our-extensions-body-signatures):
+    HMAC-SHA256, keyed like the request's signature, over the request's signature and the
+    body's SHA-256, so that the body is bound to that one request."""
+    text = "\n".join([BODY_SIGNATURE_CONTEXT, request_signature.lower(), hashlib.sha256(body).hexdigest()])
+    return hmac.new(signing_key(secret_key, date_value, host), text.encode(), hashlib.sha256).hexdigest()
 
 
 def sign(

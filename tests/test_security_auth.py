@@ -247,3 +247,126 @@ def test_tls_beyond_loopback_needs_no_flag(launch, tmp_path):
     assert signed(url, "GET", "/session/nobody", "AKWIDE", GOOD_SECRET, verify=str(ca)).status_code == 404
     proc = refused_at_start("--certfile", str(tmp_path / "missing.pem"), env=clean_env(**WIDE_ENV))
     assert proc.returncode == 2 and "cannot use --certfile/--keyfile" in proc.stderr, proc.stderr
+
+
+# -- 2. replays ----------------------------------------------------------------------------------
+
+
+def test_a_replayed_request_is_refused(server):
+    """The same signed request twice (as someone who captured it would send it): the second is
+    refused, on another connection too; a request signed afresh passes (before: both passed)."""
+    date = signing.format_date()
+    host = urlsplit(server.url).netloc
+    sig = signing.sign(server.secret_key, "GET", "/session/nobody", date, host, "application/json",
+                       protocol.SERVER_API_VERSION)
+    headers = {"Date": date, "X-BackendAI-Version": protocol.SERVER_API_VERSION, "Content-Type": "application/json",
+               "Authorization": signing.authorization_header(server.access_key, sig)}
+    first = requests.get(server.url + "/session/nobody", headers=headers, timeout=30)
+    assert first.status_code == 404, first.text
+    with requests.Session() as other_connection:
+        again = other_connection.get(server.url + "/session/nobody", headers=headers, timeout=30)
+    assert again.status_code == 401 and slug(again) == "auth-failed" and "replay" in again.json()["msg"], again.text
+    assert signed(server.url, "GET", "/session/nobody", server.access_key, server.secret_key).status_code == 404
+
+
+def test_the_client_signs_every_request_afresh():
+    """Even when its clock has not moved on: a later Date, another signature."""
+    from datetime import datetime, timezone
+
+    from remote_kernel.client.auth import BackendAIAuth
+
+    fixed = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    auth = BackendAIAuth("AKFIXED", GOOD_SECRET, clock=lambda: fixed)
+    sent = [auth(requests.Request("GET", "http://127.0.0.1:9/session/s").prepare()).headers for _ in range(3)]
+    assert len({h["Date"] for h in sent}) == 3 and len({h["Authorization"] for h in sent}) == 3
+    assert sent[0]["Date"] == "2024-01-02T03:04:05+00:00"  # the clock's own time first
+
+
+def test_the_clients_retries_are_signed_afresh(server):
+    """A proxy cuts every other answer after the server has handled the request: the client's
+    retry reaches the server with a new signature, so it is answered, not refused as a replay."""
+    from _proxy import FlakyProxy
+    from remote_kernel.client import APIConfig, Client, errors
+
+    port = urlsplit(server.url).port
+    with FlakyProxy("127.0.0.1", port, reset_share=1.0, delay_share=0.0, max_consecutive_resets=1) as proxy:
+        with Client(APIConfig(endpoint=[proxy.url], access_key=server.access_key,
+                              secret_key=server.secret_key)) as client:
+            with pytest.raises(errors.SessionNotFound):  # a 404: the server answered the retry
+                client.get_session("nobody")
+        assert any(r.startswith("GET /session/nobody") for r in proxy.reset_requests), proxy.reset_requests
+
+
+def test_the_replay_cache_is_bounded_and_never_lets_a_replay_through():
+    from remote_kernel.server.replay import ACCEPTED, REPLAYED, TOO_OLD, ReplayCache
+
+    now = [1000.0]
+    cache = ReplayCache(window=900, capacity=4, granularity=10, clock=lambda: now[0])
+    for i, dated in enumerate([995, 996, 1005, 1006]):
+        assert cache.admit(str(i) * 64, None, dated) == ACCEPTED
+    assert cache.admit("0" * 64, None, 995) == REPLAYED
+    assert cache.admit("9" * 64, None, 1007) == ACCEPTED and len(cache) <= 4  # the oldest bucket went
+    assert cache.admit("0" * 64, None, 995) == TOO_OLD  # forgotten, so refused for good
+    # the same signature with two different body signatures: two requests; with a seen one: a replay
+    assert cache.admit("a" * 64, "b" * 64, 1008) == ACCEPTED
+    assert cache.admit("a" * 64, "c" * 64, 1008) == ACCEPTED
+    assert cache.admit("a" * 64, "c" * 64, 1008) == REPLAYED
+    assert cache.admit("a" * 64, None, 1008) == REPLAYED  # the body signature stripped
+    # a request refused without effect (429/503) is released for its identical retry
+    cache.forget("a" * 64, "c" * 64, 1008)
+    assert cache.admit("a" * 64, "c" * 64, 1008) == ACCEPTED
+    now[0] += 2000  # past the window: everything expired
+    assert cache.admit("d" * 64, None, now[0]) == ACCEPTED and len(cache) == 1
+
+
+# -- 2. body signatures (our extension) ----------------------------------------------------------
+
+
+def body_signed(url: str, method: str, path: str, access: str, secret: str, body: bytes, *,
+                sent_body: bytes | None = None) -> requests.Response:
+    """A request with our body signature over ``body``; ``sent_body`` is what goes out instead
+    (a body altered on the way)."""
+    date = signing.format_date()
+    host = urlsplit(url).netloc
+    sig = signing.sign(secret, method, path, date, host, "application/json", protocol.SERVER_API_VERSION)
+    headers = {"Date": date, "X-BackendAI-Version": protocol.SERVER_API_VERSION, "Content-Type": "application/json",
+               "Authorization": signing.authorization_header(access, sig),
+               protocol.BODY_SIGNATURE_HEADER: signing.body_signature(secret, date, host, sig, body)}
+    return requests.request(method, url + path, data=body if sent_body is None else sent_body, headers=headers,
+                            timeout=30)
+
+
+def test_a_body_altered_after_signing_is_refused(server):
+    body = json.dumps({"mode": "query", "code": "print('signed')"}).encode()
+    altered = json.dumps({"mode": "query", "code": "print('altered')"}).encode()
+    honest = body_signed(server.url, "POST", "/session/nobody", server.access_key, server.secret_key, body)
+    assert honest.status_code == 404, honest.text  # the body checked out: the handler answered
+    tampered = body_signed(server.url, "POST", "/session/nobody", server.access_key, server.secret_key, body,
+                           sent_body=altered)
+    assert tampered.status_code == 401 and slug(tampered) == "auth-failed", tampered.text
+    assert protocol.BODY_SIGNATURE_HEADER in tampered.json()["msg"]
+
+
+def test_body_signatures_required_our_client_works_the_sdk_way_is_refused(launch):
+    env = clean_env(BACKEND_ACCESS_KEY="AKBODY", BACKEND_SECRET_KEY=GOOD_SECRET)
+    srv = launch("--require-body-signature", env=env)
+    assert srv.url, srv.stop()
+    unsigned_body = signed(srv.url, "GET", "/session/nobody", "AKBODY", GOOD_SECRET)
+    assert unsigned_body.status_code == 401 and protocol.BODY_SIGNATURE_HEADER in unsigned_body.json()["msg"]
+    from remote_kernel.client import APIConfig, Client
+
+    with Client(APIConfig(endpoint=[srv.url], access_key="AKBODY", secret_key=GOOD_SECRET)) as client:
+        client.create_session("python", name="bodysig")
+        assert client.execute("bodysig", "query", "print(6 * 7)")["console"] == [["stdout", "42\n"]]
+        client.upload("bodysig", [("up.txt", b"uploaded")])  # multipart
+        assert client.download_single("bodysig", "up.txt") == b"uploaded"
+        from remote_kernel.client.stream import StreamRun
+
+        with StreamRun(client, "bodysig") as run:  # the websocket's upgrade request is signed too
+            result = run.exchange({"mode": "query", "code": "print('streamed')", "options": {}})
+            console = list(result["console"])
+            while result["status"] != "finished":
+                result = run.exchange({"mode": "continue", "code": ""})
+                console += result["console"]
+        assert ["stdout", "streamed\n"] in console, console
+        client.destroy_session("bodysig")

@@ -24,9 +24,10 @@ import tornado.web
 
 from remote_kernel import jsonio
 from remote_kernel.server import keys as keys_mod
-from remote_kernel.server.base import NotFoundHandler
+from remote_kernel.server.base import CLOCK_SKEW, NotFoundHandler
 from remote_kernel.server.body_limit import BodyLimit
 from remote_kernel.server.config import ServerConfig
+from remote_kernel.server.replay import ReplayCache
 from remote_kernel.server.handlers import comms, execute, files, root, sessions, stream
 from remote_kernel.server.sessions import SessionManager
 
@@ -43,6 +44,7 @@ _ID = r"/([^/]+)"
 class ServerState:
     config: ServerConfig
     manager: SessionManager
+    replay: ReplayCache  # signatures accepted within the clock-skew window
 
 
 def make_app(state: ServerState) -> tornado.web.Application:
@@ -117,7 +119,7 @@ async def start(config: ServerConfig) -> RunningServer:
     """Start the server on the running event loop."""
     keys_mod.check_keys(config.keys)  # a KeysError (ValueError): no keypair, or an empty or short secret
     manager = SessionManager(config)
-    state = ServerState(config, manager)
+    state = ServerState(config, manager, ReplayCache(CLOCK_SKEW.total_seconds(), config.replay_cache_size))
     app = make_app(state)
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sockets = tornado.netutil.bind_sockets(config.port, config.host, family=family)
@@ -156,6 +158,9 @@ def register_serve(subparsers) -> None:
     parser.add_argument("--allow-insecure-http", action="store_true",
                         help="listen beyond loopback over plain HTTP (a network you trust only: requests "
                              "and bodies cross it readable and alterable)")
+    parser.add_argument("--require-body-signature", action="store_true",
+                        help="refuse requests whose body is not signed (X-RemoteKernel-Body-Signature, which "
+                             "remote_kernel's client sends; the official SDK does not)")
     parser.add_argument("--idle-timeout", type=float, default=3600.0,
                         help="destroy sessions unused for this many seconds (0: never)")
     parser.add_argument("--max-sessions", type=int, default=32, help="maximum number of sessions")
@@ -231,7 +236,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
         hold=args.hold, coalesce=args.coalesce, max_run_buffer=args.max_run_buffer, extensions=args.extensions,
         slow_start=args.slow_start,
         warm_kernels=args.warm_kernels, body_timeout=args.body_timeout,
-        certfile=args.certfile, keyfile=args.keyfile,
+        certfile=args.certfile, keyfile=args.keyfile, require_body_signature=args.require_body_signature,
     )
     return config, configured
 

@@ -21,6 +21,7 @@ import tornado.web
 from tornado import httputil
 
 from remote_kernel import jsonio, protocol, signing
+from remote_kernel.server import replay
 from remote_kernel.server.errors import APIProblem, bad_params
 
 log = logging.getLogger("remote_kernel.server")
@@ -93,6 +94,8 @@ class BaseHandler(tornado.web.RequestHandler):
         self._json_body: Any = None
         self._chunks: list[bytes] | None = []  # None once the body is complete
         self._refusal: APIProblem | None = None
+        self._replay_entry: tuple | None = None  # what the replay cache accepted for this request
+        self._body_check: tuple | None = None  # what the body signature is checked with
 
     def set_default_headers(self) -> None:
         self.set_header("Server", "remote-kernel")
@@ -108,6 +111,12 @@ class BaseHandler(tornado.web.RequestHandler):
             self.access_key = self._authenticate()
         except APIProblem as error:
             self._refuse(error)
+
+    def on_finish(self) -> None:
+        # refused without effect ("not now"): the identical request may come again, as urllib3's
+        # Retry (which the official SDK and our client use for these) re-sends it unchanged
+        if self._replay_entry is not None and self.get_status() in (429, 503):
+            self.state.replay.forget(*self._replay_entry)
 
     def _refuse(self, error: APIProblem) -> None:
         """Answer now, before the body: it is dropped as it arrives (data_received)."""
@@ -133,6 +142,11 @@ class BaseHandler(tornado.web.RequestHandler):
         body, self._chunks = b"".join(self._chunks), None
         request = self.request
         request.body = body
+        if self._body_check is not None:
+            *key, given = self._body_check
+            if not signing.signatures_match(signing.body_signature(*key, body), given.strip().lower()):
+                raise APIProblem(401, "auth-failed", "Credential/signature mismatch.",
+                                 f"the body does not match its {protocol.BODY_SIGNATURE_HEADER}")
         if body:
             try:
                 httputil.parse_body_arguments(request.headers.get("Content-Type", ""), body,
@@ -175,6 +189,25 @@ class BaseHandler(tornado.web.RequestHandler):
         if not signing.signatures_match(expected, credential.signature):
             raise APIProblem(401, "auth-failed", "Credential/signature mismatch.",
                              "unknown access key or wrong signature")
+        body_sig = headers.get(protocol.BODY_SIGNATURE_HEADER)
+        if body_sig is None and self.state.config.require_body_signature:
+            raise APIProblem(401, "auth-failed", "Credential/signature mismatch.",
+                             f"this server requires a body signature ({protocol.BODY_SIGNATURE_HEADER}, which "
+                             "remote_kernel's client sends)")
+        if body_sig is not None:  # checked once the body is in (_complete_body)
+            self._body_check = (secret, date_value, headers.get("Host", ""), credential.signature, body_sig)
+        # a signature is good once: a request seen before is a replay (docs/PROTOCOL.md#replays)
+        self._replay_entry = (credential.signature, body_sig, moment.timestamp())
+        verdict = self.state.replay.admit(*self._replay_entry)
+        if verdict == replay.REPLAYED:
+            self._replay_entry = None
+            raise APIProblem(401, "auth-failed", "Credential/signature mismatch.",
+                             "this signature was used before (a replay); sign every request afresh")
+        if verdict == replay.TOO_OLD:
+            self._replay_entry = None
+            raise APIProblem(400, "invalid-auth-params", "Missing or invalid authorization parameters.",
+                             "the Date header is older than the requests this server still remembers; "
+                             "sign with the current time")
         return credential.access_key
 
     # -- request helpers ---------------------------------------------------------------------

@@ -28,6 +28,8 @@ class ServerConfig:
     max_run_buffer: int = 32 * 1024 * 1024  # unacknowledged console bytes kept per run
     finished_run_ttl: float = 60.0
     kernel_start_timeout: float = 60.0
+    require_body_signature: bool = False  # refuse requests without our X-RemoteKernel-Body-Signature
+    replay_cache_size: int = 65536  # signatures remembered against replays (replay.py)
     body_timeout: float = 120.0  # seconds to receive a request's whole body; then the connection closes
     warm_kernels: int = 1  # spare Python kernels kept running (warm.py)
     extensions: bool = True  # offer our protocol extensions (False: exactly a classic server)
