@@ -6,10 +6,10 @@ that resolve outside the directory are rejected), then used one component at a t
 session's directory without following a symlink (``O_NOFOLLOW``): a name the session's code
 swaps for a symlink between the check and the use is refused, never followed.  Files are
 opened with ``O_NONBLOCK`` and used only when the descriptor is a regular file (``fstat``): a
-FIFO made where a file was never blocks a thread.  A regular file with more than one link is not served: it may be a hard link the session's code made to a file
-outside.  An upload is written to a new file renamed into place, never through what the name
-was.  Whatever a client or the session's code can make fail is ``invalid-api-params``, never a
-500.
+FIFO made where a file was never blocks a thread.  A regular file with more than one link is
+not served: it may be a hard link the session's code made to a file outside.  An upload is
+written to a new file renamed into place, never through what the name was.  Whatever a client
+or the session's code can make fail is ``invalid-api-params``, never a 500.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def _reported(relpath: str) -> Iterator[None]:
             raise bad_params(f"cannot use {relpath!r}: {os.strerror(exc.errno)}") from None
         raise
 
+
 def confine(root: str, relpath: object, must_exist: bool = False) -> str:
     """The real path of ``relpath`` inside ``root``; APIProblem when it is not a safe relative
     path or resolves (through symlinks) outside ``root``."""
@@ -70,7 +71,7 @@ def confine(root: str, relpath: object, must_exist: bool = False) -> str:
 
 
 def _parts(root: str, target: str) -> tuple[str, list[str]]:
-    """(the real root, the names leading from it to ``target``, a path ``confine`` gave)."""
+    """The real root, and the names leading from it to ``target`` (a path ``confine`` returned)."""
     real_root = os.path.realpath(root)
     rel = os.path.relpath(target, real_root)
     return real_root, ([] if rel == "." else rel.split(os.sep))
