@@ -40,13 +40,21 @@ _IMAGE_HINTS = (
 )
 
 
-def image_language(image: str) -> str:
-    """The language key for an image such as ``python:3.11`` or ``cr.io/lablup/r-base:4``."""
-    base = image.rsplit("/", 1)[-1].split(":", 1)[0].lower()
+def match_language(image: str) -> str | None:
+    """The language key for an image such as ``python:3.11`` or ``cr.io/lablup/r-base:4``, or
+    None when the name says nothing (the embedded server uses this too)."""
+    base = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0].lower()
+    if base.startswith("kernel-"):  # the older registry's names: lablup/kernel-lua
+        base = base[len("kernel-"):]
     for pattern, key in _IMAGE_HINTS:
         if re.match(pattern, base):
             return key
-    return "python"
+    return None
+
+
+def image_language(image: str) -> str:
+    """The language key for an image (Python when the name says nothing)."""
+    return match_language(image) or "python"
 
 
 def image_version(image: str) -> str:

@@ -1,6 +1,7 @@
 """Batch runs: ``clean``, ``build``, ``exec`` shell commands in the session's working directory,
 their output streamed into the run (docs/PROTOCOL.md#the-execute-loop).  ``"*"`` picks the
-language default (Makefile → ``make``; Python: ``python setup.py develop`` / ``python main.py``);
+language default (Makefile → ``make``; Python: ``python setup.py develop`` / ``python main.py``;
+the languages of programs.py: e.g. ``gcc -O2 -o main *.c`` / ``./main``, ``lua main.lua``);
 ``""``/null skips a step; a failed build skips exec, which then reports exit code 127.
 """
 
@@ -13,38 +14,39 @@ import shlex
 import signal
 
 from remote_kernel import protocol
+from remote_kernel.server import programs
 from remote_kernel.server.runs import Run
 
-# exec "*" by language, for kernels other than Python
+# exec "*" of languages programs.py does not know
 _EXEC_DEFAULTS = {
     "python": "python main.py",
-    "r": "Rscript main.R",
-    "julia": "julia main.jl",
-    "lua": "lua main.lua",
-    "javascript": "node main.js",
     "bash": "bash main.sh",
     "ruby": "ruby main.rb",
 }
 
 
-def default_command(step: str, cwd: str, language: str) -> str | None:
+def default_command(step: str, cwd: str, language: str, path: str | None = None) -> str | None:
+    """What ``"*"`` runs; ``path``: the PATH the command runs with (which compiler, which Lua)."""
     has_make = any(os.path.exists(os.path.join(cwd, n)) for n in ("Makefile", "makefile", "GNUmakefile"))
+    program = programs.for_language(language)
+    tool = program.find_tool(path) if program is not None else None
+    tool = os.path.basename(tool) if tool else (program.tools[0] if program is not None else "")
     if step == "build":
         if has_make:
             return "make"
         if language == "python" and os.path.exists(os.path.join(cwd, "setup.py")):
             return "python setup.py develop"
-        return None
+        return program.batch_build(tool) if program is not None else None
     if step == "exec":
-        return _EXEC_DEFAULTS.get(language)
+        return program.batch_exec(tool, cwd) if program is not None else _EXEC_DEFAULTS.get(language)
     return None  # clean has no default
 
 
-def resolve_command(step: str, value: object, cwd: str, language: str) -> str | None:
+def resolve_command(step: str, value: object, cwd: str, language: str, path: str | None = None) -> str | None:
     if value is None or value == "":
         return None
     if value == "*":
-        return default_command(step, cwd, language)
+        return default_command(step, cwd, language, path)
     return str(value)
 
 
@@ -79,17 +81,18 @@ class BatchRunner:
     async def execute(self) -> None:
         run = self.run
         options = run.options
-        clean = resolve_command("clean", options.get("clean"), self.cwd, self.language)
+        path = self.env.get("PATH")
+        clean = resolve_command("clean", options.get("clean"), self.cwd, self.language, path)
         if clean:
             run.phase(protocol.STATUS_CLEAN_FINISHED, await self._step(clean))
-        build = resolve_command("build", options.get("build"), self.cwd, self.language)
+        build = resolve_command("build", options.get("build"), self.cwd, self.language, path)
         if build:
             code = await self._step(build)
             run.phase(protocol.STATUS_BUILD_FINISHED, code)
             if code != 0:
                 run.finish(protocol.EXIT_BUILD_FAILED)
                 return
-        command = resolve_command("exec", options.get("exec"), self.cwd, self.language)
+        command = resolve_command("exec", options.get("exec"), self.cwd, self.language, path)
         if not command:
             run.finish(0)
             return

@@ -1,8 +1,8 @@
 """``RunWorker``: a session's runs, one at a time in the order they came, each driven to its end.
 
-A query run is an execute request to the session's ``InnerKernel``; it finishes once both the
-reply and the idle status are in, or when the kernel dies under it.  A batch run is a
-``BatchRunner``'s shell commands in the session's folder.
+A query run is an execute request to the session's engine (engine.py: its ``InnerKernel``, or a
+``ProgramEngine``); it finishes once both the reply and the idle status are in, or when the
+kernel dies under it.  A batch run is a ``BatchRunner``'s shell commands in the session's folder.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Callable
 from remote_kernel import protocol
 from remote_kernel.server import comms, records
 from remote_kernel.server.batch import BatchRunner
-from remote_kernel.server.inner_kernel import InnerKernel
+from remote_kernel.server.engine import Engine
 from remote_kernel.server.runs import RUN_WAITING_INPUT, Run
 from remote_kernel.server.tasks import cancel_all
 
@@ -85,11 +85,14 @@ class _Cell:
         if self.reply_status is not None and self.idle_seen:
             # our extensions: the inner kernel's reply, so the bridge replies exactly as it did
             options = {"reply": records.reply_summary(self.reply)} if self.run.jupyter else None
-            self.run.finish(0 if self.reply_status == "ok" and not self.errored else 1, options)
+            exit_code = self.reply.get("exitCode")  # a program's own (engine.py)
+            if not isinstance(exit_code, int):
+                exit_code = 0 if self.reply_status == "ok" and not self.errored else 1
+            self.run.finish(exit_code, options)
 
 
 class RunWorker:
-    def __init__(self, kernel: InnerKernel, batch_runner: Callable[[Run], BatchRunner], finished_run_ttl: float,
+    def __init__(self, kernel: Engine, batch_runner: Callable[[Run], BatchRunner], finished_run_ttl: float,
                  on_kernel_died: Callable[[], None], log: logging.LoggerAdapter):
         self._kernel = kernel
         self._batch_runner = batch_runner
@@ -174,7 +177,9 @@ class RunWorker:
 
     async def _execute(self, run: Run) -> None:
         if comms.wants_comms(run):
-            self._kernel.events.enable()  # what the cell leaves behind comes as events
+            events = getattr(self._kernel, "events", None)  # a program engine has no comms
+            if events is not None:
+                events.enable()  # what the cell leaves behind comes as events
         msg_id = self._kernel.execute(run.code, run.allow_stdin, _Cell(run, self._log),
                                       msg_id=run.options.get("msgId"))
         try:

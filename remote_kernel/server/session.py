@@ -1,5 +1,6 @@
 """``Session``: one session of the API — its identity (id, name, owner, image), folder, status and
-environment — whose runs a ``RunWorker`` drives on an ``InnerKernel``.
+environment — whose runs a ``RunWorker`` drives on its engine (engine.py): an ``InnerKernel``, or
+a ``ProgramEngine`` for a language without a Jupyter kernel here.
 
 A spare of the warm pool is a session that belongs to nobody yet; ``adopt`` makes it one.
 """
@@ -18,7 +19,8 @@ from typing import Callable
 from remote_kernel import protocol
 from remote_kernel.server.batch import BatchRunner
 from remote_kernel.server.config import ServerConfig
-from remote_kernel.server.inner_kernel import SHELL_TIMEOUT, InnerKernel
+from remote_kernel.server.engine import new_engine
+from remote_kernel.server.inner_kernel import SHELL_TIMEOUT
 from remote_kernel.server.run_worker import RunWorker
 from remote_kernel.server.runs import Run
 
@@ -55,8 +57,8 @@ class Session:
         self.ready = asyncio.get_running_loop().create_future()
         self._on_death = on_death
         self.log = _SessionLog(log, {"session": self})
-        self.kernel = InnerKernel(kernel_name, kernel_specs, os.path.join(logs_dir, self.id),
-                                  config.kernel_start_timeout, self.log)
+        self.kernel = new_engine(kernel_name, kernel_specs, os.path.join(logs_dir, self.id),
+                                 config.kernel_start_timeout, self.log)
         self.worker = RunWorker(self.kernel, self._batch_runner, config.finished_run_ttl, self._died, self.log)
 
     # -- lifecycle ---------------------------------------------------------------------------
