@@ -21,6 +21,7 @@ from traitlets.config import Application, Configurable
 
 from remote_kernel import protocol, signing
 from remote_kernel.client.errors import ConfigError
+from remote_kernel.traitlets_private import my_config
 
 # the endpoint that means "a private embedded server on this machine" (the kernel starts it)
 LOCAL_ENDPOINT = "local"
@@ -84,7 +85,7 @@ def _jupyter_source(config: Configurable, trait: str) -> str:
     app = config.parent
     while app is not None and not isinstance(app, Application):
         app = getattr(app, "parent", None)
-    if app is not None and trait in config._find_my_config(app.cli_config):
+    if app is not None and trait in my_config(config, app.cli_config):
         return f"--{type(config).__name__}.{trait} in the kernelspec/command line"
     if app is not None and app.loaded_config_files:
         return f"c.{type(config).__name__}.{trait} in a Jupyter config file ({', '.join(app.loaded_config_files)})"
@@ -175,7 +176,7 @@ class APIConfig(Configurable):
         env = os.environ if environ is None else environ
         instance = cls(**overrides)
         sources = {name: KEYWORD_SOURCE for name in overrides if instance.has_trait(name)}
-        for name in instance._find_my_config(instance.config):
+        for name in my_config(instance, instance.config):
             sources.setdefault(name, _jupyter_source(instance, name))
         for trait, (suffix, parse) in _ENV_TRAITS.items():
             if trait in sources:

@@ -40,14 +40,13 @@ from typing import Any
 
 import zmq
 from jupyter_core.paths import jupyter_data_dir
-from ipykernel._version import kernel_protocol_version
-from ipykernel.kernelbase import Kernel
+from ipykernel import kernel_protocol_version
 from traitlets import Any as AnyTrait
-from traitlets import Bool, CaselessStrEnum, Dict, Float, List, TraitError, Unicode
+from traitlets import Bool, CaselessStrEnum, Dict, Float, List, Unicode
 
 from remote_kernel import __version__, protocol
 from remote_kernel.client import Client, errors
-from remote_kernel.ipykernel_private import shell_request_ident
+from remote_kernel.ipykernel_private import NoReplySleep, iopub_topic, set_allow_stdin, shell_request_ident
 from remote_kernel.kernel import directives as directives_mod
 from remote_kernel.kernel.cell import (
     Abandon, AskInput, CancelInput, Cell, EndStream, Finish, ForgetSession, InterruptRemote, Publish,
@@ -63,6 +62,7 @@ from remote_kernel.kernel.language import language_info as derive_language_info
 from remote_kernel.kernel.outputs import OutputContext, make_error
 from remote_kernel.kernel.session import RemoteSession, WaitCancelled, load_config
 from remote_kernel.kernel.startup import describe as describe_startup
+from remote_kernel.traitlets_private import KeepsBadConfigOut
 
 log = logging.getLogger("remote_kernel.kernel")
 
@@ -93,13 +93,14 @@ class _StartupLine:
     """One display, updated in place, that says how the remote session's start goes while a
     cell waits for it (shown only when the wait is long enough to notice)."""
 
-    SHOW_AFTER = 0.5  # seconds: a session that starts sooner needs no progress line
+    SHOW_AFTER = 2.0  # seconds: a session that starts sooner (a private server's) needs no line
 
     def __init__(self, kernel: "RemoteKernel", running: _Running):
         self._kernel = kernel
         self._running = running
         self._display_id: str | None = None
         self._text = ""
+        self._started = time.monotonic()
 
     def show(self, startup) -> None:
         if self._running.cell.interrupted_at is not None:
@@ -107,11 +108,13 @@ class _StartupLine:
         now = time.monotonic()
         if startup is None or now - startup.started_at < self.SHOW_AFTER:
             return
+        self._started = startup.started_at
         self._publish(describe_startup(self._kernel.remote.name, self._kernel.image, startup, now))
 
     def done(self) -> None:
         if self._display_id is not None:
-            self._publish(f"remote session {self._kernel.remote.name} ({self._kernel.image}): RUNNING")
+            self._publish(f"remote session {self._kernel.remote.name} ({self._kernel.image}): RUNNING after "
+                          f"{time.monotonic() - self._started:.0f} s")
 
     def _publish(self, text: str) -> None:
         if text == self._text:
@@ -123,7 +126,7 @@ class _StartupLine:
             "data": {"text/plain": text}, "metadata": {}, "transient": {"display_id": self._display_id}}))
 
 
-class RemoteKernel(Kernel):
+class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
     implementation = "remote_kernel"
     implementation_version = __version__
 
@@ -149,12 +152,8 @@ class RemoteKernel(Kernel):
              "server, whose REST loop is lossless, resumable and answers within 10 ms).").tag(config=True)
     interrupt_grace = Float(3.0, help="Seconds after an interrupt before a second one abandons the wait.").tag(config=True)
     destroy_timeout = Float(5.0, help="Seconds shutdown waits for the remote session's destruction.").tag(config=True)
-    # ipykernel sleeps 0.5 ms before every execute_reply so that output printed *in this process*
-    # reaches iopub first; ours is all sent before the cell ends, so it only costs time.
-    _execute_sleep = Float(0.0).tag(config=True)
 
     def __init__(self, **kwargs: Any):
-        self._config_problems: list[str] = []  # filled while traitlets loads our settings
         super().__init__(**kwargs)
         self._setup_logging()
         if threading.current_thread() is threading.main_thread():
@@ -181,26 +180,6 @@ class RemoteKernel(Kernel):
         )
         if self._config_error is None:
             self.remote.start()  # kernel_info answers at once; the first cell waits for this
-
-    def _load_config(self, cfg, section_names=None, traits=None) -> None:
-        """A bad value in a config file or the kernelspec (``c.RemoteKernel.streaming = "ws"``)
-        must not kill the kernel before it can say why: it is left out (the default stays) and
-        the first cell explains."""
-        for _ in range(100):  # each round drops one bad value
-            try:
-                return super()._load_config(cfg, section_names, traits)
-            except TraitError as exc:
-                found = re.search(r"The '(\w+)' trait", str(exc))
-                sections = [name for name in (section_names or self.section_names()) if name in cfg]
-                holders = [name for name in sections if found and found.group(1) in cfg[name]]
-                if not holders:
-                    raise
-                cfg = cfg.copy()
-                for section in holders:
-                    cfg[section] = cfg[section].copy()
-                    value = cfg[section].pop(found.group(1))
-                    self._config_problems.append(
-                        f"c.{section}.{found.group(1)} = {value!r} is not valid ({exc}); the default is used")
 
     def _setup_logging(self) -> None:
         # Our modules log through the kernel's own handlers: the default last-resort handler
@@ -279,7 +258,7 @@ class RemoteKernel(Kernel):
 
     async def do_execute(self, code, silent, store_history=True, user_expressions=None,
                          allow_stdin=False, *, cell_meta=None, cell_id=None):
-        self._allow_stdin = bool(allow_stdin)
+        set_allow_stdin(self, bool(allow_stdin))
         cell = Cell(execution_count=self.execution_count, allow_stdin=bool(allow_stdin), silent=bool(silent),
                     interrupt_grace=self.interrupt_grace)
         if store_history and not silent and code.strip():
@@ -297,7 +276,7 @@ class RemoteKernel(Kernel):
                 make_error(type(exc).__name__, f"internal error of remote_kernel: {exc}")))
         finally:
             self._running = None
-            self._allow_stdin = False
+            set_allow_stdin(self, False)
             if running.conduit is not None:
                 running.conduit.close()  # before the run ended (an abandon, an error): the server interrupts it
             self._wait_iopub_sent(running)
@@ -362,7 +341,7 @@ class RemoteKernel(Kernel):
         progress.done()
         # Where the cells run is information: a plain display (not stderr, which JupyterLab paints
         # as an error, nor stdout, which is the code's); lost remote state is a warning (stderr).
-        problems, self._config_problems = self._config_problems, []
+        problems, self.config_problems = self.config_problems, []
         if problems:  # once, in the first cell (the kernel started with the defaults instead)
             text = "".join(f"remote_kernel configuration: {problem}\n" for problem in problems)
             self._carry_out(running, running.cell.publish("stream", {"name": "stderr", "text": text}))
@@ -423,7 +402,7 @@ class RemoteKernel(Kernel):
                 return action.reply
             if isinstance(action, Publish):
                 self.session.send(self.iopub_socket, action.msg_type, action.content, parent=running.parent,
-                                  ident=self._topic(action.msg_type), metadata=action.metadata or None,
+                                  ident=iopub_topic(self, action.msg_type), metadata=action.metadata or None,
                                   buffers=list(action.buffers) or None)
                 running.outputs_sent += 1
             elif isinstance(action, Send):
@@ -629,7 +608,7 @@ class RemoteKernel(Kernel):
                 log.warning("%s not delivered to the remote: %s", header["msg_type"], exc)
         if not forwarded and header["msg_type"] == "comm_open":
             self.session.send(self.iopub_socket, "comm_close", {"comm_id": content.get("comm_id"), "data": {}},
-                              parent=parent, ident=self._topic("comm_close"))
+                              parent=parent, ident=iopub_topic(self, "comm_close"))
             if content.get("target_name") != WIDGET_CONTROL_TARGET:
                 self._no_comms_note_due = True
 
@@ -670,7 +649,7 @@ class RemoteKernel(Kernel):
     def _publish_inner(self, message: InnerMessage) -> None:
         """A message the inner kernel sent between cells, as ours, under the request that caused it."""
         self.session.send(self.iopub_socket, message.msg_type, message.content,
-                          parent=self._parents.parent_of(message.parent_id), ident=self._topic(message.msg_type),
+                          parent=self._parents.parent_of(message.parent_id), ident=iopub_topic(self, message.msg_type),
                           metadata=message.metadata or None, buffers=list(message.buffers) or None)
 
     async def do_history(self, hist_access_type, output, raw, session=0, start=0, stop=None, n=None,
