@@ -11,7 +11,7 @@ from remote_kernel import protocol
 from remote_kernel.client.config import APIConfig
 from remote_kernel.client.errors import ConfigError
 from remote_kernel.kernel.__main__ import RemoteKernelApp
-from remote_kernel.kernel.session import MissingKeys, load_config
+from remote_kernel.kernel.remote_session import MissingKeys, load_config
 
 SECRET = "s3cr3t-VALUE-never-shown"
 

@@ -22,7 +22,7 @@ from traitlets.config import Config, Configurable
 import kernel_support as ks
 from _procs import live, survivors
 from remote_kernel.kernel import embedded
-from remote_kernel.kernel.session import MissingKeys, load_config
+from remote_kernel.kernel.remote_session import MissingKeys, load_config
 
 NO_ENDPOINT = "rk-embedded-default"
 LOCAL = "rk-embedded-local"

@@ -10,7 +10,7 @@ from remote_kernel import protocol
 from remote_kernel.client import APIConfig
 from remote_kernel.kernel.kernel import completion_start, python_is_complete
 from remote_kernel.kernel.language import image_language, image_version, language_info
-from remote_kernel.kernel.session import NoEndpoint, resolve_endpoint, session_name
+from remote_kernel.kernel.remote_session import NoEndpoint, resolve_endpoint, session_name
 
 
 @pytest.mark.parametrize("image, name, version", [

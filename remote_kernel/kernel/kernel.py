@@ -60,7 +60,7 @@ from remote_kernel.kernel.embedded import EmbeddedServer
 from remote_kernel.kernel.history import History, history_path
 from remote_kernel.kernel.language import language_info as derive_language_info
 from remote_kernel.kernel.outputs import OutputContext, make_error
-from remote_kernel.kernel.session import RemoteSession, WaitCancelled, load_config
+from remote_kernel.kernel.remote_session import RemoteSession, WaitCancelled, load_config
 from remote_kernel.kernel.startup import describe as describe_startup
 from remote_kernel.traitlets_private import KeepsBadConfigOut
 
