@@ -153,6 +153,14 @@ class Client:
         found = self.server_info.get("extensions") or []
         return frozenset(x for x in found if isinstance(x, str)) if isinstance(found, list) else frozenset()
 
+    def images(self) -> dict | None:
+        """Our image-list extension (``GET /images``): ``{"images": [{"image", "language", "runs",
+        ...}], "unavailable": [{"image", "language", "install"}]}``; None from a server without it
+        (a real Backend.AI manager lists its images through its GraphQL API)."""
+        if protocol.EXT_IMAGE_LIST not in self.extensions:
+            return None
+        return self._json_object(self._call("GET", "/images"), "GET /images")
+
     @property
     def prefix(self) -> str:
         """``/kernel`` (v4) or ``/session`` (v5+)."""

@@ -2,8 +2,8 @@
 
 ``start(config)`` returns a :class:`RunningServer` (``url``, ``stop()``) on the running loop —
 the bridge kernel uses it for its private server.  ``serve`` prints the endpoint URL alone on a
-line once the server answers, then ``access key: ...`` (never the secret), and stops every
-kernel on SIGTERM/SIGINT.
+line once the server answers, then ``access key: ...`` (never the secret), then ``images: ...``
+(what it runs, and what it lacks the tools for), and stops every kernel on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ import tornado.netutil
 import tornado.web
 
 from remote_kernel import jsonio
+from remote_kernel.server import images
 from remote_kernel.server import keys as keys_mod
 from remote_kernel.server.base import CLOCK_SKEW, NotFoundHandler
 from remote_kernel.server.body_limit import BodyLimit
 from remote_kernel.server.config import ServerConfig
 from remote_kernel.server.replay import ReplayCache
-from remote_kernel.server.handlers import comms, execute, files, root, sessions, stream
+from remote_kernel.server.handlers import comms, execute, files, image_list, root, sessions, stream
 from remote_kernel.server.sessions import SessionManager
 
 log = logging.getLogger("remote_kernel.server")
@@ -68,7 +69,8 @@ def make_app(state: ServerState) -> tornado.web.Application:
                          (_P + _ID + r"/is_complete", execute.IsCompleteHandler),
                          (_P + _ID + r"/events", comms.EventsHandler),
                          (_P + _ID + r"/comm", comms.CommHandler),
-                         (_P + _ID + r"/comm_info", comms.CommInfoHandler)]
+                         (_P + _ID + r"/comm_info", comms.CommInfoHandler),
+                         (r"/images", image_list.ImagesHandler)]
     return tornado.web.Application(
         [(pattern, handler, args) for pattern, handler in routes],
         default_handler_class=NotFoundHandler, default_handler_args=args,
@@ -308,6 +310,7 @@ async def _serve(config: ServerConfig, parent_pid: int | None = None) -> int:
         loop.add_signal_handler(signum, stopping.set)
     print(server.url, flush=True)
     print("access key: " + next(iter(config.keys)), flush=True)
+    print(images.summary(images.catalogue(server.manager.kernel_specs)), flush=True)
     watcher = asyncio.create_task(_watch_parent(parent_pid, stopping)) if parent_pid else None
     await stopping.wait()
     if watcher is not None:

@@ -22,6 +22,8 @@ import os
 import sys
 
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
+from jupyter_core.paths import jupyter_path
+from traitlets import default
 
 from remote_kernel.kernel.language import match_language
 from remote_kernel.server import programs
@@ -34,6 +36,12 @@ RUNS_PROGRAM = "program"  # each query a program (programs.py)
 
 class ServerKernelSpecManager(KernelSpecManager):
     """Installed kernelspecs plus ``rk-own-python``: IPython on the server's interpreter."""
+
+    @default("kernel_dirs")
+    def _kernel_dirs_default(self) -> list[str]:
+        # jupyter_client's, without importing IPython (a tenth of a second) to name ~/.ipython
+        ipython_dir = os.environ.get("IPYTHONDIR") or os.path.join(os.path.expanduser("~"), ".ipython")
+        return [*jupyter_path("kernels"), os.path.join(ipython_dir, "kernels")]
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
         if kernel_name == OWN_PYTHON:
