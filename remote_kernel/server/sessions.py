@@ -181,9 +181,11 @@ class SessionManager:
             if not self.config.slow_start:
                 await self._drop(session)
                 return
-            await session.stop()
-            self._unstopped.discard(session)
+            # ERROR at once (a GET meanwhile must not find it gone); what the start left of the
+            # kernel stops now, the rest when the session is destroyed (DELETE, reuse, cleanup)
             session.status, session.status_info = startup.ERROR, f"the {kernel_name!r} kernel did not start"
+            with contextlib.suppress(Exception):
+                await session.kernel.stop(grace=0)
             self._schedule_cleanup(session)
         finally:
             self._starts.pop(session, None)
