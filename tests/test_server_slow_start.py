@@ -11,6 +11,7 @@ import json
 import re
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -185,18 +186,25 @@ def test_calls_on_a_starting_session_fail_as_on_a_real_manager(slow, client):
     client.destroy_session(name)
 
 
+def wait_until(client, name: str, predicate, timeout: float = SLOW + 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate(client.get_session(name)):
+        assert time.monotonic() < deadline, client.get_session(name)
+        time.sleep(0.02)
+
+
 def test_destroying_a_starting_session_stops_its_start(slow, client):
     before = kernel_pids(slow)
-    at_once, mid_walk, witness = new_name(), new_name(), new_name()
-    for name in (at_once, mid_walk, witness):
+    at_once, mid_walk, mid_kernel_start, witness = (new_name() for _ in range(4))
+    for name in (at_once, mid_walk, mid_kernel_start, witness):
         client.create_session("python", name, enqueue_only=True)
     assert client.destroy_session(at_once) == {"numQueriesExecuted": 0}
-    deadline = time.monotonic() + SLOW + 30
-    while client.get_session(mid_walk)["status"] != "PULLING":
-        assert time.monotonic() < deadline, "never PULLING"
-        time.sleep(0.02)
+    wait_until(client, mid_walk, lambda info: info["status"] == "PULLING")
     client.destroy_session(mid_walk)
-    for name in (at_once, mid_walk):
+    # at 100 % the kernel is starting
+    wait_until(client, mid_kernel_start, lambda info: info["statusInfo"].endswith(": 100%"))
+    client.destroy_session(mid_kernel_start)
+    for name in (at_once, mid_walk, mid_kernel_start):
         answer = slow.signed_request("GET", f"/session/{name}")
         assert answer.status_code == 404 and answer.json()["type"].endswith("/session-not-found")
     # the witness started with them: once it runs, their kernels would have been launched too
@@ -230,6 +238,31 @@ def test_slow_start_must_be_a_number_of_seconds():
     for value in ("-1", "nan", "7200"):
         with pytest.raises(RuntimeError, match="--slow-start must be from 0 to 3600"):
             start_server(None, "--slow-start", value)
+
+
+def test_without_the_switch_a_held_create_destroyed_by_name_while_starting_fails(tmp_path):
+    """A client that gave up on its create destroys the session by name: the start stops, the
+    held create answers 500 kernel-creation-failed, no kernel is left."""
+    srv = start_server(str(tmp_path), "--warm-kernels", "0")
+    try:
+        client, name = srv.client(), new_name()
+        before = kernel_pids(srv)
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(srv.signed_request, "POST", "/session", {"name": name, "image": "python"})
+            deadline = time.monotonic() + 30
+            while True:  # a session starting is seen by GET
+                answer = srv.signed_request("GET", f"/session/{name}")
+                if answer.status_code == 200:
+                    break
+                assert answer.status_code == 404 and not held.done() and time.monotonic() < deadline
+                time.sleep(0.005)
+            assert (answer.json()["status"], answer.json()["statusInfo"]) == ("PENDING", "")
+            client.destroy_session(name)
+            answer = held.result(60)
+        assert answer.status_code == 500 and answer.json()["type"].endswith("/kernel-creation-failed"), answer.text
+        assert kernel_pids(srv) == before
+    finally:
+        stop_checked(srv)
 
 
 def test_without_the_switch_enqueue_only_never_answers_running_before_usable(tmp_path):
