@@ -75,6 +75,7 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 EXT_JUPYTER_OUTPUTS = "jupyter-outputs"
 EXT_RESUMABLE_RUNS = "resumable-runs"
 EXT_JUPYTER_COMMS = "jupyter-comms"  # comm messages both ways, and the session event stream
+EXT_SESSION_LIST = "session-list"  # GET /sessions, and a session's activeRun (reattaching bridges)
 EXT_IMAGE_LIST = "image-list"  # GET /images: the images the server runs, and what is missing
 # Our request header signing the body (docs/PROTOCOL.md#our-extensions-body-signatures).
 BODY_SIGNATURE_HEADER = "X-RemoteKernel-Body-Signature"

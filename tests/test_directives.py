@@ -53,8 +53,8 @@ def test_batch_cell_defaults_and_options():
 
 @pytest.mark.parametrize("cell, message", [
     ("%%remote shell", "only cell directive"),
-    ("%%remote batch --run x", "unknown batch option"),
-    ("%%remote batch --exec", "needs a value"),
+    ("%%remote batch --run x", "unrecognized arguments: --run x"),
+    ("%%remote batch --exec", "--exec: expected one argument"),
     ("%%remote batch\nprint(1)", "needs --file"),
 ])
 def test_bad_batch_cells(cell, message):

@@ -1,6 +1,6 @@
 """The bridge kernel driven through jupyter_client against the embedded server: input, stdin
 refusal, interrupt, shutdown, a server that dies mid-cell, bad keys, a vanished session, and
-the same core behaviour against a server whose Part B extension is switched off."""
+the same core behaviour against a server whose protocol extensions are switched off (--no-extensions)."""
 
 from __future__ import annotations
 

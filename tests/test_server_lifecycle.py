@@ -144,7 +144,8 @@ def test_no_extensions_behaves_as_classic_server(tmp_path):
 def test_extensions_listed_by_default(server):
     info = requests.get(server.url + "/", timeout=10).json()
     assert set(info["extensions"]) == {protocol.EXT_JUPYTER_OUTPUTS, protocol.EXT_RESUMABLE_RUNS,
-                                       protocol.EXT_JUPYTER_COMMS}
+                                       protocol.EXT_JUPYTER_COMMS, protocol.EXT_IMAGE_LIST,
+                                       protocol.EXT_SESSION_LIST}
 
 
 # ---- 2. --parent-pid, keys from the environment ------------------------------------------------

@@ -262,6 +262,13 @@ class Client:
         path = self._path(name)
         return self._json_object(self._call("GET", path), f"GET {path}")
 
+    def list_sessions(self) -> list[dict]:
+        """Our session-list extension: this key's sessions (``GET /sessions``), each as
+        ``get_session`` describes it plus ``activeRun``."""
+        body = self._json_object(self._call("GET", "/sessions"), "GET /sessions")
+        sessions = body.get("sessions")
+        return [s for s in sessions if isinstance(s, dict)] if isinstance(sessions, list) else []
+
     def destroy_session(self, name: str) -> dict:
         """Destroy; returns the ``stats`` (200) or ``{}`` (204)."""
         path = self._path(name)

@@ -109,6 +109,15 @@ class RunState:
             "options": dict(options or {}),
         }
 
+    @classmethod
+    def resume(cls, run_id: str, cursor: int) -> "RunState":
+        """A run another client started (a bridge that went away), fetched on from ``cursor``,
+        the last record that client acknowledged (our resumable-runs extension)."""
+        state = cls(mode=protocol.MODE_QUERY, resumable=True, run_id=run_id)
+        state.cursor = max(0, int(cursor))
+        state._next = state._follow_up(protocol.MODE_CONTINUE, "")
+        return state
+
     @property
     def idempotent(self) -> bool:
         """Whether re-sending ``request()`` is safe (server-side dedup by runId and cursor)."""

@@ -212,6 +212,22 @@ class Cell:
             outputs.new_cell(self.execution_count)
             return [self._send_next()]
 
+    def resume_run(self, run_id: str, cursor: int, *, outputs: OutputContext, endpoint: str | None = None
+                   ) -> list[Action]:
+        """Go on with a run another bridge started (``%remote attach``): its records from
+        ``cursor`` on, over REST (resumable runs), as if this cell had started it."""
+        with self._lock:
+            if endpoint is not None:
+                self.endpoint = endpoint
+            if self.abandoned:
+                return self.on_abandoned()
+            self._outputs = outputs
+            self.streaming = False
+            self.answered = True  # it ran already: never re-run it in a new session
+            self.state = RunState.resume(run_id, cursor)
+            outputs.new_cell(self.execution_count)
+            return [self._send_next()]
+
     def restart_run(self, *, outputs: OutputContext, streaming: bool, resumable: bool,
                     endpoint: str | None = None) -> list[Action]:
         """After :class:`RestartRun`: the same run, from its start, in the new session."""

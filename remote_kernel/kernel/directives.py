@@ -11,6 +11,7 @@ Parsing is pure (``parse_cell``); ``run_directive`` performs one against a clien
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import textwrap
@@ -27,13 +28,22 @@ HELP = textwrap.dedent("""\
     %remote upload LOCAL [REMOTE]         copy a local file into the session (< 1 MiB)
     %remote download REMOTE [LOCAL]       copy a file of the session to the local disk
     %remote ls [PATH]                     list files in the session
+    %remote sessions                      this key's sessions on the server (name, image, status, age,
+                                          whether a cell runs) — with our session-list extension
+    %remote attach NAME                   use the session NAME from now on (one kept by an earlier
+                                          kernel); a cell still running there streams its rest here
     %%remote batch [--clean CMD] [--build CMD] [--exec CMD] [--file NAME]
                                           batch mode; the cell body, if any, is uploaded as NAME
                                           first.  CMD "*" = the server's default for the language,
                                           "" = skip the step (defaults: clean skipped, build and exec "*").
 """)
 
-COMMANDS = ("help", "info", "upload", "download", "ls")
+COMMANDS = ("help", "info", "upload", "download", "ls", "sessions", "attach")
+# how many arguments each takes, and its usage line
+_FORMS = {"help": (0, 0, "%remote help"), "info": (0, 0, "%remote info"),
+          "upload": (1, 2, "%remote upload LOCAL [REMOTE]"), "download": (1, 2, "%remote download REMOTE [LOCAL]"),
+          "ls": (0, 1, "%remote ls [PATH]"), "sessions": (0, 0, "%remote sessions"),
+          "attach": (1, 1, "%remote attach NAME")}
 
 
 class DirectiveError(ValueError):
@@ -95,43 +105,40 @@ def parse_line(line: str) -> Directive:
     if command not in COMMANDS:
         raise DirectiveError(f"unknown directive '%remote {words[0]}'; known: {', '.join(COMMANDS)} "
                              "(and the '%%remote batch' cell)")
-    limits = {"help": (0, 0), "info": (0, 0), "upload": (1, 2), "download": (1, 2), "ls": (0, 1)}
-    low, high = limits[command]
+    low, high, usage = _FORMS[command]
     if not low <= len(args) <= high:
-        usage = {"help": "%remote help", "info": "%remote info", "upload": "%remote upload LOCAL [REMOTE]",
-                 "download": "%remote download REMOTE [LOCAL]", "ls": "%remote ls [PATH]"}[command]
         raise DirectiveError(f"usage: {usage}")
     return Directive(command, args)
+
+
+class _BatchOptions(argparse.ArgumentParser):
+    """``%%remote batch``'s options; a mistake is a DirectiveError, never an exit."""
+
+    def __init__(self) -> None:
+        super().__init__(prog="%%remote batch", add_help=False, allow_abbrev=False)
+        for step in ("clean", "build", "exec"):
+            self.add_argument(f"--{step}", metavar="CMD")
+        self.add_argument("--file", metavar="NAME")
+
+    def error(self, message: str):  # argparse would print and exit the process
+        raise DirectiveError(f"{message}; the form is '{BATCH_FORM}' (CMD '*' = the server's default, '' = skip)")
+
+
+BATCH_FORM = "%%remote batch [--clean CMD] [--build CMD] [--exec CMD] [--file NAME]"
 
 
 def _parse_cell_directive(head: str, body: str) -> Directive:
     words = _split(head[len(CELL_PREFIX):])
     if not words or words[0].lower() != "batch":
-        raise DirectiveError("the only cell directive is '%%remote batch [--clean CMD] [--build CMD] "
-                             "[--exec CMD] [--file NAME]'")
-    options: dict[str, Any] = {"clean": None, "build": "*", "exec": "*"}
-    filename = None
-    rest = words[1:]
-    i = 0
-    while i < len(rest):
-        word = rest[i]
-        name, _, value = word.partition("=")
-        key = name.lstrip("-")
-        if not name.startswith("--") or key not in ("clean", "build", "exec", "file"):
-            raise DirectiveError(f"unknown batch option {word!r}; use --clean, --build, --exec, --file")
-        if not _:
-            if i + 1 >= len(rest):
-                raise DirectiveError(f"{name} needs a value (a command, '*' for the default, '' to skip)")
-            value = rest[i + 1]
-            i += 1
-        if key == "file":
-            filename = value
-        else:
-            options[key] = value or None
-        i += 1
-    if body.strip() and not filename:
+        raise DirectiveError(f"the only cell directive is '{BATCH_FORM}'")
+    given = _BatchOptions().parse_args(words[1:])
+    # defaults: clean skipped, build and exec the server's default for the language; "" skips
+    options = {"clean": given.clean or None,
+               "build": "*" if given.build is None else (given.build or None),
+               "exec": "*" if given.exec is None else (given.exec or None)}
+    if body.strip() and not given.file:
         raise DirectiveError("a '%%remote batch' cell with a body needs --file NAME to upload it as")
-    return Directive("batch", [], {"batch": options, "file": filename}, body)
+    return Directive("batch", [], {"batch": options, "file": given.file}, body)
 
 
 # ---- execution -------------------------------------------------------------------------------
@@ -160,6 +167,8 @@ def run_directive(directive: Directive, client: Any, session_name: str, info: di
         with open(local, "wb") as handle:
             handle.write(content)
         emit(f"downloaded {remote} → {local} ({len(content)} bytes)\n")
+    elif directive.command == "sessions":
+        emit(sessions_table(client.list_sessions(), session_name))
     elif directive.command == "ls":
         files = client.list_files(session_name, directive.args[0] if directive.args else ".")
         lines = []
@@ -169,5 +178,30 @@ def run_directive(directive: Directive, client: Any, session_name: str, info: di
             suffix = "/" if mode.startswith("d") else ""
             lines.append(f"{mode:>11} {entry.get('size', ''):>10} {name}{suffix}\n")
         emit("".join(lines) or "(empty)\n")
-    else:  # pragma: no cover - parse_line only yields known commands
+    else:  # pragma: no cover - parse_line only yields known commands; attach is the kernel's
         raise DirectiveError(f"unknown directive {directive.command!r}")
+
+
+def sessions_table(sessions: list[dict], current: str) -> str:
+    """``%remote sessions``: one line per session, the current one marked."""
+    if not sessions:
+        return "(no sessions)\n"
+    lines = [f"  {'NAME':<32} {'IMAGE':<16} {'STATUS':<10} {'AGE':>8}  CELL\n"]
+    for info in sorted(sessions, key=lambda i: str(i.get("sessionName") or i.get("name") or "")):
+        name = str(info.get("sessionName") or info.get("name") or "?")
+        age = info.get("age")
+        age_text = _age(age / 1000) if isinstance(age, (int, float)) else "?"
+        run = info.get("activeRun") if isinstance(info.get("activeRun"), dict) else None
+        cell = "running" if run and run.get("state") in ("running", "waiting-input", "queued") else ""
+        mark = "*" if name == current else " "
+        lines.append(f"{mark} {name:<32} {str(info.get('image', '?')):<16} {str(info.get('status', '?')):<10} "
+                     f"{age_text:>8}  {cell}\n")
+    return "".join(lines)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"

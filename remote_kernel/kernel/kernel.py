@@ -150,6 +150,9 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
              "flushes it), 'rest' (the long-poll loop: real servers hold each poll ~2 s), or 'auto': the "
              "websocket on servers without our extensions (real clusters), REST with them (the embedded "
              "server, whose REST loop is lossless, resumable and answers within 10 ms).").tag(config=True)
+    keep_session = Bool(False, help="Keep the remote session when this kernel shuts down (a private embedded "
+                        "server ends with its kernel, so there it cannot be kept): '%remote sessions' lists it, "
+                        "'%remote attach NAME' binds a later kernel to it.").tag(config=True)
     interrupt_grace = Float(3.0, help="Seconds after an interrupt before a second one abandons the wait.").tag(config=True)
     destroy_timeout = Float(5.0, help="Seconds shutdown waits for the remote session's destruction.").tag(config=True)
 
@@ -309,6 +312,12 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
             for directive in parsed.directives:
                 if directive.command == "batch":  # always the whole cell
                     return self._run_batch(running, directive)
+                if directive.command == "attach":  # the rest of the cell runs in the attached session
+                    outcome = self._attach(running, directive.args[0])
+                    if outcome["status"] != "ok" or outcome.get("resumed"):
+                        outcome.pop("resumed", None)
+                        return outcome
+                    continue
                 client = None
                 if directive.command != "help":  # help is answered without the remote
                     self._ensure_session(running)
@@ -316,6 +325,11 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
                 info = self.remote.info()
                 if client is not None:
                     info["execute loop"] = self._execute_loop(client)
+                    info["kept at shutdown"] = self._kept_at_shutdown()
+                if directive.command == "sessions" and protocol.EXT_SESSION_LIST not in self.remote.extensions:
+                    raise directives_mod.DirectiveError(
+                        f"{self.remote.endpoint} offers no session list (our session-list extension); a "
+                        "Backend.AI manager lists sessions in its web UI and GraphQL API")
                 directives_mod.run_directive(
                     directive, client, self.remote.name, info,
                     lambda text: self._carry_out(running, cell.publish("stream", {"name": "stdout", "text": text})))
@@ -362,6 +376,43 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
         if self.remote.generation != self._outputs_generation:
             self._outputs.new_session()
             self._outputs_generation = self.remote.generation
+
+    def _attach(self, running: _Running, name: str) -> dict:
+        """``%remote attach NAME``: bind this kernel to an existing session; a cell that was
+        running there (a bridge that went away) streams the rest of its output into this cell."""
+        cell = running.cell
+        client = self.remote.client()
+        info = client.get_session(name)  # SessionNotFound: the cell says so
+        own = self.remote.attach(name, info)
+        if own is not None and not self.keep_session:
+            self.remote.destroy_other(own)  # the session this kernel had made for itself
+        self._ensure_session(running)
+        say = f"attached to the remote session {name} ({info.get('image', '?')}, {info.get('status', '?')})"
+        run = info.get("activeRun") if isinstance(info.get("activeRun"), dict) else None
+        resumable = protocol.EXT_RESUMABLE_RUNS in self.remote.extensions
+        if not resumable or protocol.EXT_SESSION_LIST not in self.remote.extensions:
+            say += ("; this server cannot resume a run started by another kernel: the output of a cell that "
+                    "was running there when that kernel went away cannot be recovered")
+        elif run and isinstance(run.get("runId"), str) and (
+                run.get("state") != "finished" or int(run.get("end", 0)) > int(run.get("cursor", 0))):
+            say += (f"; a cell {'was running' if run.get('state') != 'finished' else 'ran'} there: its output "
+                    "from the last record the previous kernel received follows")
+            self._carry_out(running, cell.publish("stream", {"name": "stdout", "text": say + "\n"}))
+            if running.conduit is not None:
+                running.conduit.close()
+            running.conduit = Conduit(client, name, streaming=False)  # resumable runs: over REST
+            reply = self._carry_out(running, cell.resume_run(run["runId"], int(run.get("cursor", 0)),
+                                                             outputs=self._outputs, endpoint=self.remote.endpoint))
+            return {**reply, "resumed": True}
+        self._carry_out(running, cell.publish("stream", {"name": "stdout", "text": say + "\n"}))
+        return {"status": "ok"}
+
+    def _kept_at_shutdown(self) -> str:
+        if not self.keep_session:
+            return "no (RemoteKernel.keep_session)"
+        if self.remote.embedded is not None:
+            return "no (a private embedded server ends with its kernel)"
+        return "yes"
 
     def _run_batch(self, running: _Running, directive: directives_mod.Directive) -> dict:
         self._ensure_session(running)
@@ -513,7 +564,10 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
 
     def _end_remote(self) -> None:
         try:
-            if not self.remote.destroy(self.destroy_timeout):
+            if self.keep_session and self.remote.embedded is None:
+                self.remote.keep()
+                log.info("remote session %s kept on %s", self.remote.name, self.remote.endpoint)
+            elif not self.remote.destroy(self.destroy_timeout):
                 log.warning("remote session %s not destroyed within %g s", self.remote.name, self.destroy_timeout)
         except Exception as exc:
             log.warning("remote session %s not destroyed: %s", self.remote.name, exc)

@@ -270,6 +270,30 @@ class RemoteSession:
                     raise
                 on_wait(self.startup)
 
+    def attach(self, name: str, info: dict) -> str | None:
+        """Use the existing session ``name`` from now on (``%remote attach``); it is this
+        kernel's from then on (destroyed at shutdown unless kept).  Returns the name of the
+        session this kernel had made for itself, if any, for the caller to end."""
+        ref = SessionRef(id=str(info.get("sessionId") or name), name=name, created=False,
+                         status=info.get("status"), raw=info)
+        future: Future = Future()
+        future.set_result(ref)
+        with self._lock:
+            own = self._asked_for if self.ref is not None and self._asked_for != name else None
+            self.name, self.ref, self._creation, self._asked_for = name, ref, future, name
+            self.generation += 1
+        return own
+
+    def destroy_other(self, name: str) -> None:
+        """End a session of ours that is no longer this kernel's (in the background)."""
+        threading.Thread(target=self._destroy_quietly, args=(name,), name="remote-session-end",
+                         daemon=True).start()
+
+    def keep(self) -> None:
+        """Shut down without destroying the session (it stays on the server for a later kernel)."""
+        self._closed = True
+        self._stop_following.set()
+
     def _replace_stopped_server(self) -> None:
         """The private server ended on its own (killed, out of memory): the next session is made
         on a new one, with the lost-state note.  (Its files are the kernel's own: they stay.)"""

@@ -70,7 +70,8 @@ def make_app(state: ServerState) -> tornado.web.Application:
                          (_P + _ID + r"/events", comms.EventsHandler),
                          (_P + _ID + r"/comm", comms.CommHandler),
                          (_P + _ID + r"/comm_info", comms.CommInfoHandler),
-                         (r"/images", image_list.ImagesHandler)]
+                         (r"/images", image_list.ImagesHandler),
+                         (r"/sessions", sessions.ListHandler)]
     return tornado.web.Application(
         [(pattern, handler, args) for pattern, handler in routes],
         default_handler_class=NotFoundHandler, default_handler_args=args,

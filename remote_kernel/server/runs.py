@@ -91,6 +91,11 @@ class Run:
         return self._base + len(self._records)
 
     @property
+    def acked(self) -> int:
+        """The cursor the client acknowledged: records before it were delivered and dropped."""
+        return self._base
+
+    @property
     def finished(self) -> bool:
         return self.state == RUN_FINISHED
 

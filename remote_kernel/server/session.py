@@ -167,5 +167,15 @@ class Session:
             "occupiedSlots": {}, "servicePorts": [], "tag": None,
         }
 
+    def active_run_report(self) -> dict | None:
+        """Our session-list extension: the run going on (or waiting, or just finished and not
+        fetched to its end), so a bridge that attaches can go on from the last acknowledged
+        record: ``{"runId", "mode", "state", "cursor", "end"}`` (the latest run, while the server
+        keeps it)."""
+        run = self.active or (list(self.runs.values())[-1] if self.runs else None)
+        if run is None:
+            return None
+        return {"runId": run.run_id, "mode": run.mode, "state": run.state, "cursor": run.acked, "end": run.end}
+
     def read_logs(self, limit: int = 256 * 1024) -> str:
         return self.kernel.read_log(limit)

@@ -7,7 +7,7 @@ from remote_kernel import protocol
 from remote_kernel.server.base import BaseHandler
 
 EXTENSIONS = [protocol.EXT_JUPYTER_OUTPUTS, protocol.EXT_RESUMABLE_RUNS, protocol.EXT_JUPYTER_COMMS,
-              protocol.EXT_IMAGE_LIST]
+              protocol.EXT_IMAGE_LIST, protocol.EXT_SESSION_LIST]
 # request options that belong to the extensions; a server started with --no-extensions drops
 # them, so it answers exactly as a classic server does whatever a client sends
 EXTENSION_OPTIONS = frozenset({"outputs", "allowStdin", "cursor", "jupyter", "msgId", "comms"})

@@ -53,7 +53,11 @@ class CreateHandler(BaseHandler):
 
 class SessionHandler(BaseHandler):
     def get(self, _family: str, ident: str) -> None:
-        self.write_json(self.session(ident, starting=True).info())  # a session starting says how far it is
+        session = self.session(ident, starting=True)  # a session starting says how far it is
+        info = session.info()
+        if self.state.config.extensions:  # our session-list extension: where a new bridge goes on
+            info["activeRun"] = session.active_run_report()
+        self.write_json(info)
 
     async def delete(self, _family: str, ident: str) -> None:
         session = self.session(ident, allow_dead=True, starting=True)  # a start stops there
@@ -72,6 +76,15 @@ class SessionHandler(BaseHandler):
             await create_session(self)  # older clients: POST {P}/create
             return
         await execute.execute(self, ident)
+
+
+class ListHandler(BaseHandler):
+    """``GET /sessions`` (our session-list extension): this key's sessions, for a bridge that
+    lists or attaches to the ones it kept."""
+
+    def get(self) -> None:
+        mine = [s for s in self.state.manager.sessions.values() if s.owner == self.access_key]
+        self.write_json({"sessions": [{**s.info(), "activeRun": s.active_run_report()} for s in mine]})
 
 
 class InterruptHandler(BaseHandler):

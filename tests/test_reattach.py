@@ -1,0 +1,90 @@
+"""Living with a long-lived remote: a kernel that keeps its session at shutdown, ``%remote
+sessions``, and ``%remote attach`` after the previous kernel was killed mid-cell — the rest of
+that cell's output arrives exactly once (bridges on the embedded server, through jupyter_client)."""
+
+from __future__ import annotations
+
+import re
+
+import psutil
+import pytest
+
+import kernel_support as ks
+
+pytestmark = pytest.mark.slow
+
+KEEPING = "remote-keeping"
+LINES = 10_000
+# 10,000 numbered lines in 200 bursts over ~5 s
+COUNTING = ("import time\n"
+            f"for i in range(0, {LINES}, 50):\n"
+            "    print(''.join(f'n {j}\\n' for j in range(i, i + 50)), end='', flush=True)\n"
+            "    time.sleep(0.025)\n")
+
+
+@pytest.fixture(scope="module")
+def server(kernelspec_root):
+    ks.write_kernelspec(kernelspec_root, name=KEEPING, extra_argv=["--RemoteKernel.keep_session=True"])
+    with ks.start_server() as srv:
+        yield srv
+
+
+def session_name(kc) -> str:
+    reply, outputs, _ = ks.execute(kc, "%remote info", timeout=90)
+    assert reply["status"] == "ok", (reply, outputs)
+    return re.search(r"^session: (\S+)$", ks.stdout_of(outputs), re.M).group(1)
+
+
+def numbers(text: str) -> list[int]:
+    return [int(n) for n in re.findall(r"^n (\d+)$", text, re.M)]
+
+
+def test_a_killed_kernels_cell_goes_on_in_the_next_kernel_exactly_once(server):
+    with ks.running_kernel(ks.server_env(server), name=KEEPING) as (km, kc):
+        name = session_name(kc)
+        msg_id = kc.execute(COUNTING)
+        seen = ks.wait_for_output(kc, msg_id, "n 2000\n", timeout=60)
+        psutil.Process(km.provisioner.process.pid).kill()  # the bridge goes away mid-cell
+        _, rest, _ = ks.collect(kc, msg_id, timeout=5)  # whatever it sent before it died
+        first = numbers(ks.stdout_of(seen + rest))
+    assert 2000 <= max(first) < LINES - 1
+
+    with ks.running_kernel(ks.server_env(server)) as (km, kc):
+        reply, outputs, _ = ks.execute(kc, f"%remote attach {name}", timeout=90)
+        assert reply["status"] == "ok", (reply, outputs)
+        text = ks.stdout_of(outputs)
+        assert f"attached to the remote session {name}" in text
+        second = numbers(text)
+        reply, outputs, _ = ks.execute(kc, "print(i)")  # the same session: its variables are there
+        assert ks.stdout_of(outputs) == f"{LINES - 50}\n"
+    assert sorted(first + second) == list(range(LINES))  # nothing lost, nothing doubled
+
+
+def test_a_kept_session_survives_its_kernel_and_is_listed(server):
+    with ks.running_kernel(ks.server_env(server), name=KEEPING) as (km, kc):
+        name = session_name(kc)
+        reply, outputs, _ = ks.execute(kc, "%remote info")
+        assert "kept at shutdown: yes" in ks.stdout_of(outputs)
+        reply, _, _ = ks.execute(kc, "kept = 42")
+    # the kernel shut down normally; the session stays
+    with ks.running_kernel(ks.server_env(server)) as (km, kc):
+        reply, outputs, _ = ks.execute(kc, "%remote sessions", timeout=90)
+        assert reply["status"] == "ok", (reply, outputs)
+        listed = [line for line in ks.stdout_of(outputs).splitlines() if name in line]
+        assert listed and "RUNNING" in listed[0], ks.stdout_of(outputs)
+        reply, outputs, _ = ks.execute(kc, f"%remote attach {name}\nprint(kept)")
+        assert reply["status"] == "ok", (reply, outputs)
+        assert ks.stdout_of(outputs).endswith("42\n")
+    with ks.api_client(server) as client:  # attached without keep_session: ended with its kernel
+        with pytest.raises(Exception):
+            client.get_session(name)
+
+
+def test_without_keep_the_session_ends_with_its_kernel(server):
+    with ks.running_kernel(ks.server_env(server)) as (km, kc):
+        name = session_name(kc)
+    with ks.api_client(server) as client:
+        from remote_kernel.client import errors
+
+        with pytest.raises(errors.SessionNotFound):
+            client.get_session(name)
