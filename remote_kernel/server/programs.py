@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 ENGINE_PREFIX = "rk-program-"  # the "kernelspec" name a program session reports
 
@@ -27,6 +27,13 @@ __attribute__((constructor)) static void rk_line_buffered(void) { setvbuf(stdout
 """
 COMPILE_FLAGS = ("-Wall",)  # as Backend.AI's C and C++ images
 LINK_FLAGS = ("-lm", "-lpthread")
+
+SOURCE = "{source}"  # in ``run_args``: the path of the query's source file
+# Lua: stdout line-buffered (as LINE_BUFFERED_SOURCE); the code loaded under the name
+# "cell.lua", which messages show whole (Lua shortens a long path to its last 60 characters)
+LUA_LOADER = ("io.stdout:setvbuf('line') "
+              "local h = assert(io.open([==[" + SOURCE + "]==], 'rb')) local src = h:read('*a') h:close() "
+              "local f, e = (loadstring or load)(src, '=cell.lua') if not f then error(e, 0) end f()")
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ class Program:
     install: str  # what to install when none is found
     extension: str
     compiled: bool = False
-    run_args: tuple[str, ...] = field(default=())  # before the source file (interpreters)
+    run_args: tuple[str, ...] = (SOURCE,)  # the interpreter's arguments
 
     @property
     def engine_name(self) -> str:
@@ -83,7 +90,8 @@ class Program:
             return [Step(tool, (name, *COMPILE_FLAGS, "-I", cwd, "-o", "cell", self.source, LINE_BUFFERED_C,
                                 *LINK_FLAGS), scratch, compiles=True),
                     Step(os.path.join(scratch, "cell"), ("cell",), cwd)]
-        return [Step(tool, (name, *self.run_args, os.path.join(scratch, self.source)), cwd)]
+        source = os.path.join(scratch, self.source)
+        return [Step(tool, (name, *(arg.replace(SOURCE, source) for arg in self.run_args)), cwd)]
 
     # -- batch mode: what "*" means (a Makefile, if any, builds first: batch.py) ---------------------
 
@@ -102,9 +110,8 @@ PROGRAMS = (
             compiled=True),
     Program("c++", "cpp", "C++", ("g++", "c++", "clang++"), "g++ (Debian/Ubuntu: apt-get install g++)", ".cpp",
             compiled=True),
-    # stdout line-buffered, as on a terminal (see LINE_BUFFERED_SOURCE)
     Program("lua", "lua", "Lua", ("lua", "lua5.4", "lua5.3", "lua5.2", "lua5.1", "luajit"),
-            "lua5.4 (Debian/Ubuntu: apt-get install lua5.4)", ".lua", run_args=("-e", "io.stdout:setvbuf('line')")),
+            "lua5.4 (Debian/Ubuntu: apt-get install lua5.4)", ".lua", run_args=("-e", LUA_LOADER)),
     Program("javascript", "nodejs", "Node.js", ("node", "nodejs"),
             "nodejs (Debian/Ubuntu: apt-get install nodejs)", ".js"),
     Program("r", "r-base", "R", ("Rscript",),
