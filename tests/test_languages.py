@@ -326,11 +326,29 @@ def test_waiting_input_only_once_the_program_reads(server, listing, tmp_path):
         client.destroy_session(session.name)
 
 
+def test_a_program_session_answers_the_comm_calls_without_comms(server, listing):
+    """What a bridge asks of every session with our jupyter-comms extension."""
+    image = program_image(listing, "lua")
+    client = server.client()
+    session = client.create_session(image, name="comms-lua")
+    try:
+        assert client.events(session.name, 0, 0)["events"] == []
+        assert client.comm_info(session.name) == {"status": "ok", "comms": {}}
+        with pytest.raises(errors.InvalidRequestError) as info:
+            client.send_comm(session.name, {"msg_type": "comm_open", "content": {
+                "comm_id": "c1", "target_name": "jupyter.widget", "data": {}}})
+        assert "Lua programs" in str(info.value)
+    finally:
+        client.destroy_session(session.name)
+
+
 def test_a_missing_toolchain_is_image_not_found_saying_what_to_install(tmp_path):
     empty = tmp_path / "bin"
     empty.mkdir()
     srv = server_fixture.start_server(str(tmp_path / "root"), env={"PATH": str(empty)})
     try:
+        line = srv.proc.stdout.readline()  # after the URL and the access key
+        assert line.startswith("images: python") and "lua (install lua5.4" in line, line
         client = srv.client()
         missing = {entry["image"]: entry["install"] for entry in client.images()["unavailable"]}
         assert {"c", "cpp", "lua", "nodejs"} <= set(missing)

@@ -13,11 +13,14 @@ import logging
 from typing import Protocol
 
 from remote_kernel.server import programs
+from remote_kernel.server.comms import EventLog
 from remote_kernel.server.inner_kernel import SHELL_TIMEOUT, InnerKernel, Listener
 from remote_kernel.server.program_engine import ProgramEngine
 
 
 class Engine(Protocol):
+    events: EventLog  # our jupyter-comms event stream
+
     @property
     def pid(self) -> int | None: ...
 
@@ -48,6 +51,9 @@ class Engine(Protocol):
     def forget(self, msg_id: str) -> None: ...
 
     def send_input(self, text: str) -> None: ...
+
+    def send_shell(self, msg_type: str, content: dict, metadata: dict | None = None, buffers=(),
+                   msg_id: str | None = None) -> str: ...
 
 
 def new_engine(kernel_name: str, kernel_specs, files_prefix: str, start_timeout: float,

@@ -36,6 +36,8 @@ from typing import Callable
 
 from remote_kernel.server import programs
 from remote_kernel.server.batch import exit_code_of
+from remote_kernel.server.comms import EventLog
+from remote_kernel.server.errors import bad_params
 from remote_kernel.server.inner_kernel import SHELL_TIMEOUT, Listener
 from remote_kernel.server.stdin_wait import Blocked, StdinWatch
 
@@ -122,6 +124,9 @@ class ProgramEngine:
         self._answered: Blocked | None = None  # the block the last answer went to
         self._poke = asyncio.Event()  # an answer came: check again soon
         self._history: deque[str] = deque(maxlen=200)  # what ran (the session's logs)
+        # our jupyter-comms event stream: a program says nothing outside its query (its polls
+        # just wait), and takes no comm messages (send_shell)
+        self.events = EventLog()
 
     # -- lifecycle (inner_kernel.InnerKernel's) -----------------------------------------------
 
@@ -155,6 +160,7 @@ class ProgramEngine:
         """Kill whatever runs and forget the engine's files; ``grace``/``interrupt_first`` (an
         inner kernel's shutdown) mean nothing to a program nobody waits for."""
         self._state = "stopped"
+        self.events.close()
         await self._end_query()
         with contextlib.suppress(OSError):
             for name in os.listdir(self._scratch):
@@ -209,6 +215,10 @@ class ProgramEngine:
         if kind == "comm_info":
             return {"status": "ok", "comms": {}}
         return None
+
+    def send_shell(self, msg_type: str, content: dict, metadata: dict | None = None, buffers=(),
+                   msg_id: str | None = None) -> str:
+        raise bad_params(f"this session runs {self.program.display} programs, which take no {msg_type} messages")
 
     # -- queries ----------------------------------------------------------------------------
 

@@ -177,9 +177,7 @@ class RunWorker:
 
     async def _execute(self, run: Run) -> None:
         if comms.wants_comms(run):
-            events = getattr(self._kernel, "events", None)  # a program engine has no comms
-            if events is not None:
-                events.enable()  # what the cell leaves behind comes as events
+            self._kernel.events.enable()  # what the cell leaves behind comes as events
         msg_id = self._kernel.execute(run.code, run.allow_stdin, _Cell(run, self._log),
                                       msg_id=run.options.get("msgId"))
         try:
