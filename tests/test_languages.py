@@ -484,3 +484,16 @@ def test_a_batch_run_builds_with_the_makefile_and_runs(bridge, tmp_path):
     reply, outputs, _ = ks.execute(kc, "%%remote batch")  # build and exec "*": the language's defaults
     assert reply["status"] == "ok", (reply, outputs)
     assert ks.stdout_of(outputs).endswith(case.batch_says), outputs
+
+
+@pytest.mark.slow
+def test_a_bridge_without_an_endpoint_runs_lua_on_its_private_server(tmp_path):
+    """The issue's case: ``remote-kernel install --all`` then a Lua cell, with nothing configured."""
+    if tool("lua") is None:
+        pytest.skip(f"no Lua interpreter here: install {programs.for_language('lua').install}")
+    ks.write_kernelspec(tmp_path, name="remote-test-private-lua", image="lua")
+    with ks.on_jupyter_path(tmp_path), ks.running_kernel({}, name="remote-test-private-lua",
+                                                         unset=("BACKEND_ENDPOINT",)) as (_km, kc):
+        reply, outputs, _ = ks.execute(kc, 'print("hello from lua")')
+        assert reply["status"] == "ok", (reply, outputs)
+        assert ks.stdout_of(outputs).endswith("hello from lua\n"), outputs

@@ -226,6 +226,7 @@ class ProgramEngine:
         """Run ``code`` as a program; its messages go to ``listener`` until ``forget``."""
         msg_id = msg_id or uuid.uuid4().hex
         self._listeners[msg_id] = listener
+        self._interrupted = False  # here, not in the task: an interrupt may come before it starts
         self._query = asyncio.create_task(self._run_query(msg_id, code, allow_stdin))
         return msg_id
 
@@ -251,7 +252,6 @@ class ProgramEngine:
         emit = self._emitter(msg_id)
         tail: deque[str] = deque()
         exit_code, compile_failed = 0, False
-        self._interrupted = False
         try:
             with open(os.path.join(self._scratch, self.program.source), "w", encoding="utf-8") as handle:
                 handle.write(code)
