@@ -184,14 +184,19 @@ def test_a_server_that_stops_answering_can_be_abandoned(server, kernelspec_root,
             proxy.read_delay = 0.0
 
 
-def test_a_session_that_never_gets_created_can_be_abandoned(server, kernelspec_root):
+def test_a_cell_waiting_for_a_session_that_never_gets_created_ends_at_the_first_interrupt(server, kernelspec_root):
     # From the start no answer comes: the first cell waits for the session's creation.
     host, port = server.url.rsplit("//", 1)[1].split(":")
     with FlakyProxy(host, int(port), reset_share=0.0, delay_share=0.0, read_delay=30.0) as proxy:
         with ks.running_kernel(proxied_env(server, proxy)) as (km, kc):
             msg_id = kc.execute("print('never seen')")
             # No request of the cell's own gets out (it waits for the session's creation), so
-            # the event is the kernel's execute_input: the cell's loop starts right after it.
-            ks.abandon_after_two_interrupts(
-                kc, msg_id, running=lambda: ks.wait_for_iopub(kc, msg_id, lambda m: m["msg_type"] == "execute_input"))
+            # the event is the kernel's execute_input: the cell waits right after it.
+            ks.wait_for_iopub(kc, msg_id, lambda m: m["msg_type"] == "execute_input")
+            ks.interrupt_request(kc)
+            # nothing of the cell reached the remote: one interrupt ends the wait (the start goes on)
+            reply = ks.shell_reply(kc, msg_id, timeout=20)["content"]
+            assert reply["ename"] == "KeyboardInterrupt", reply
+            assert "interrupted while the remote session was being started" in reply["evalue"]
+            assert kc.kernel_info(reply=True, timeout=10)["content"]["status"] == "ok"
             proxy.read_delay = 0.0

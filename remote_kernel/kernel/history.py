@@ -15,6 +15,7 @@ import os
 import re
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,16 @@ class History:
         self.session: int | None = None
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        # writes (a disk sync each) happen on one thread, in order, off the cell's path;
+        # reads go through it too, so they see every write queued before them
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="remote-history")
 
     def _open(self) -> sqlite3.Connection | None:
         if self._db is None:
             try:
                 os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
                 db = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")  # concurrent kernels of one image, cheap appends
                 db.executescript(SCHEMA)
                 self.session = db.execute("INSERT INTO sessions (started) VALUES (datetime('now'))").lastrowid
                 self._db = db
@@ -52,6 +57,10 @@ class History:
         return self._db
 
     def store(self, line: int, source: str) -> None:
+        """Queue the input of cell ``line`` (returns at once)."""
+        self._writer.submit(self._store, line, source)
+
+    def _store(self, line: int, source: str) -> None:
         with self._lock:
             db = self._open()
             if db is None:
@@ -73,6 +82,7 @@ class History:
         """Lines ``start`` to ``stop`` (exclusive) of a session; ``session`` ≤ 0 counts back from
         this one (0: this session)."""
         if session <= 0:
+            self._writer.submit(self._open).result()  # this kernel's session number is known once open
             session = (self.session or 0) + session
         stop = stop if stop is not None and stop > 0 else 2 ** 62
         return self._query("SELECT session, line, source FROM history WHERE session = ? AND line >= ? AND line < ? "
@@ -94,6 +104,9 @@ class History:
         return found[-n:] if n else found
 
     def _query(self, sql: str, args: tuple) -> list[tuple[int, int, str]]:
+        return self._writer.submit(self._read, sql, args).result()
+
+    def _read(self, sql: str, args: tuple) -> list[tuple[int, int, str]]:
         with self._lock:
             db = self._open()
             if db is None:
@@ -105,6 +118,7 @@ class History:
                 return []
 
     def close(self) -> None:
+        self._writer.shutdown(wait=True)
         with self._lock:
             if self._db is not None:
                 self._db.close()

@@ -261,16 +261,17 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
 
     async def do_execute(self, code, silent, store_history=True, user_expressions=None,
                          allow_stdin=False, *, cell_meta=None, cell_id=None):
-        set_allow_stdin(self, bool(allow_stdin))
         cell = Cell(execution_count=self.execution_count, allow_stdin=bool(allow_stdin), silent=bool(silent),
                     interrupt_grace=self.interrupt_grace)
-        if store_history and not silent and code.strip():
-            self._history.store(self.execution_count, code)
         if not code.strip():
             return self._carry_out(None, cell.ok())  # empty cells never reach the remote
+        # first of all: an interrupt that comes from now on reaches this cell
         running = _Running(cell, parent=self.get_parent("shell"), ident=shell_request_ident(self))
-        self._parents.remember(running.parent.get("header") or {})
         self._running = running
+        set_allow_stdin(self, bool(allow_stdin))
+        self._parents.remember(running.parent.get("header") or {})
+        if store_history and not silent:
+            self._history.store(self.execution_count, code)  # queued: the disk write is not the cell's
         try:
             return self._execute_cell(running, code)
         except BaseException as exc:  # noqa: BLE001 - an escaping exception means no execute_reply
