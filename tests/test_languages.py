@@ -21,8 +21,11 @@ from pathlib import Path
 
 import pytest
 
+import psutil
+
 import kernel_support as ks
 import server_fixture
+from _procs import survivors
 from remote_kernel.client import Done, InputWanted, Record, errors
 from remote_kernel.kernel.language import language_info, match_language
 from remote_kernel.server import images, programs
@@ -497,3 +500,21 @@ def test_a_bridge_without_an_endpoint_runs_lua_on_its_private_server(tmp_path):
         reply, outputs, _ = ks.execute(kc, 'print("hello from lua")')
         assert reply["status"] == "ok", (reply, outputs)
         assert ks.stdout_of(outputs).endswith("hello from lua\n"), outputs
+
+
+def test_what_a_program_leaves_running_ends_with_it(server, listing, tmp_path):
+    image = program_image(listing, "lua")
+    pid_file = tmp_path / "pid"
+    client = server.client()
+    session = client.create_session(image, name="leftover-lua")
+    try:
+        # a child in the background that outlives the program
+        code = f'os.execute("sleep 600 & echo $! > {pid_file}")\nprint("left")\n'
+        console: list = []
+        result = client.execute(session.name, "query", code)
+        console += result["console"]
+        follow(client, session.name, result, console, lambda r: r["status"] == "finished")
+        child = psutil.Process(int(pid_file.read_text()))
+        assert survivors([child], timeout=30) == [], "the program's background child outlived it"
+    finally:
+        client.destroy_session(session.name)

@@ -40,6 +40,7 @@ from remote_kernel.server.comms import EventLog
 from remote_kernel.server.errors import bad_params
 from remote_kernel.server.inner_kernel import SHELL_TIMEOUT, Listener
 from remote_kernel.server.stdin_wait import Blocked, StdinWatch
+from remote_kernel.server.tasks import cancel_all
 
 INTERRUPT_GRACE = 2.0  # seconds between SIGINT and SIGKILL
 POLL_FIRST = 0.01  # seconds between checks whether the program waits for input: at first,
@@ -174,9 +175,7 @@ class ProgramEngine:
     async def _end_query(self) -> None:
         self.kill()
         if self._query is not None:
-            self._query.cancel()
-            with contextlib.suppress(BaseException):
-                await self._query
+            await cancel_all([self._query])
             self._query = None
 
     def kill_group(self) -> None:
@@ -301,7 +300,9 @@ class ProgramEngine:
             self._note(f"{' '.join(step.argv)}: exit code {code}")
             return code
         finally:
-            self._signal(signal.SIGKILL, process)  # what it left running in its group
+            if process is not None:  # it, or what it left running in its group
+                with contextlib.suppress(OSError):
+                    os.killpg(process.pid, signal.SIGKILL)
             self._process = self._stdin = self._waiting = self._answered = None
             self._unwritten.clear()
             for pump in pumps:
