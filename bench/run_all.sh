@@ -10,6 +10,7 @@ QUICK="${1:-}"
 echo "### bench_drawing";  "$PY" bench/bench_drawing.py
 echo "### bench_server";   "$PY" bench/bench_server.py $QUICK 2> >(grep -v "running over TCP" >&2)
 echo "### bench_bridge";   "$PY" bench/bench_bridge.py $QUICK 2> >(grep -v "running over TCP" >&2)
+echo "### bench_widgets";  "$PY" bench/bench_widgets.py $QUICK 2> >(grep -v "running over TCP" >&2)
 if [ "$QUICK" = "--quick" ]; then
   echo "### bench_scale";  "$PY" bench/bench_scale.py --kernels 5 --cells 30 2> >(grep -v "running over TCP" >&2)
 else
