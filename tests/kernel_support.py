@@ -57,13 +57,13 @@ def on_jupyter_path(root: Path) -> Iterator[Path]:
 
 @contextmanager
 def running_kernel(env: dict[str, str], name: str = KERNEL_NAME, startup_timeout: float = 60,
-                   unset: tuple[str, ...] = ()) -> Iterator[tuple[KernelManager, Any]]:
-    """Start the named kernelspec with ``env`` added and ``unset`` removed; yield (manager,
-    blocking client); always shut it down."""
+                   unset: tuple[str, ...] = (), cwd: str | None = None) -> Iterator[tuple[KernelManager, Any]]:
+    """Start the named kernelspec with ``env`` added and ``unset`` removed (in ``cwd``); yield
+    (manager, blocking client); always shut it down."""
     km = KernelManager(kernel_name=name)
     full_env = {k: v for k, v in os.environ.items() if k not in unset}
     full_env.update(env)
-    km.start_kernel(env=full_env)
+    km.start_kernel(env=full_env, **({"cwd": cwd} if cwd else {}))
     kc = km.client()
     kc.start_channels()
     try:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
-from jupyter_core.paths import jupyter_data_dir
+from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
 from ipykernel import kernel_protocol_version
 from traitlets import Any as AnyTrait
 from traitlets import Bool, CaselessStrEnum, Dict, Float, List, Unicode
@@ -58,6 +58,7 @@ from remote_kernel.kernel.comms import (
 from remote_kernel.kernel.conduit import WEBSOCKET, Conduit, execute_loop
 from remote_kernel.kernel.embedded import EmbeddedServer
 from remote_kernel.kernel.history import History, history_path
+from remote_kernel.kernel.restart import handoff_key, take_handoff, write_handoff
 from remote_kernel.kernel.language import language_info as derive_language_info
 from remote_kernel.kernel.outputs import OutputContext, make_error
 from remote_kernel.kernel.remote_session import RemoteSession, WaitCancelled, load_config
@@ -181,8 +182,26 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
             mounts=list(self.mounts) or None, use_extensions=self.use_extensions,
             embedded=EmbeddedServer() if embedded else None, embedded_reason=embedded or "",
         )
+        self._restart_note = self._follow_restart()
         if self._config_error is None:
             self.remote.start()  # kernel_info answers at once; the first cell waits for this
+
+    def _follow_restart(self) -> str | None:
+        """After a frontend's restart: go on in the session the previous process restarted in
+        place, and say so (or why this one is new)."""
+        key = self._handoff_key()
+        note = take_handoff(jupyter_runtime_dir(), key) if key else None
+        if note is None:
+            return None
+        if note.get("in_place") and note.get("endpoint") == self.remote.endpoint:
+            self.remote.name = note["session"]
+            return (f"remote_kernel: the kernel restarted; its remote kernel was restarted in the same session "
+                    f"({note['session']}): variables are gone, files stay")
+        if self.remote.embedded is not None:
+            return ("remote_kernel: the kernel restarted with a new private server and session; files in the "
+                    "working directory stay")
+        return (f"remote_kernel: the kernel restarted with a new remote session (the server could not restart "
+                f"{note['session']} in place): variables and the session's files are gone")
 
     def _setup_logging(self) -> None:
         # Our modules log through the kernel's own handlers: the default last-resort handler
@@ -196,6 +215,10 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
                 ours.addHandler(handler)
             ours.propagate = False
             ours.setLevel(getattr(self.log, "level", logging.WARNING) or logging.WARNING)
+
+    def _handoff_key(self) -> str | None:
+        connection_file = getattr(self.parent, "connection_file", "") or ""
+        return handoff_key(connection_file) if connection_file else None
 
     def _kernel_id(self) -> str | None:
         connection_file = getattr(self.parent, "connection_file", "") or ""
@@ -360,6 +383,10 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
         if problems:  # once, in the first cell (the kernel started with the defaults instead)
             text = "".join(f"remote_kernel configuration: {problem}\n" for problem in problems)
             self._carry_out(running, running.cell.publish("stream", {"name": "stderr", "text": text}))
+        restart_note, self._restart_note = self._restart_note, None
+        if restart_note:  # the first output after a restart says how it went
+            self._carry_out(running, running.cell.publish(
+                "display_data", {"data": {"text/plain": restart_note}, "metadata": {}, "transient": {}}))
         start_note = self.remote.take_start_note()
         if start_note:
             self._carry_out(running, running.cell.publish(
@@ -560,11 +587,19 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
         # Destroying the remote session waits for its kernel to exit; this process's
         # own teardown runs meanwhile.  The thread is not a daemon: Python waits for it before
         # the process ends, so the session is gone (or destroy_timeout passed) by then.
-        threading.Thread(target=self._end_remote, name="remote-session-end", daemon=False).start()
+        threading.Thread(target=self._end_remote, args=(restart,), name="remote-session-end", daemon=False).start()
         return {"status": "ok", "restart": restart}
 
-    def _end_remote(self) -> None:
+    def _end_remote(self, restart: bool = False) -> None:
         try:
+            key = self._handoff_key()
+            if restart and key:  # the process that replaces this one goes on (restart.py)
+                in_place = self.remote.restart_in_place(self.destroy_timeout)
+                write_handoff(jupyter_runtime_dir(), key, session=self.remote.name,
+                              endpoint=self.remote.endpoint, in_place=in_place)
+                if in_place:
+                    self.remote.keep()
+                    return
             if self.keep_session and self.remote.embedded is None:
                 self.remote.keep()
                 log.info("remote session %s kept on %s", self.remote.name, self.remote.endpoint)

@@ -289,6 +289,27 @@ class RemoteSession:
         threading.Thread(target=self._destroy_quietly, args=(name,), name="remote-session-end",
                          daemon=True).start()
 
+    def restart_in_place(self, timeout: float) -> bool:
+        """Restart the remote kernel in its session (PATCH: variables go, files stay) for the
+        process that replaces this one; False where the server cannot (then destroy it)."""
+        if self.ref is None or self.embedded is not None:
+            return False
+        done = threading.Event()
+        outcome = {"ok": False}
+
+        def work() -> None:
+            try:
+                self.quick_client().restart_session(self.name)
+                outcome["ok"] = True
+            except Exception as exc:  # noqa: BLE001 - the caller falls back to a new session
+                log.info("remote session %s not restarted in place: %s", self.name, exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="remote-session-restart", daemon=True).start()
+        done.wait(timeout)
+        return outcome["ok"]
+
     def keep(self) -> None:
         """Shut down without destroying the session (it stays on the server for a later kernel)."""
         self._closed = True
