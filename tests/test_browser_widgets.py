@@ -205,10 +205,6 @@ def test_button_click_runs_the_remote_handler(notebook, server):
     _no_page_errors(console)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the bridge says idle for a comm_msg as soon as POST /comm is answered, before the inner "
-    "kernel's output for it comes back on the event stream; JupyterLab then disposes the "
-    "message's future, and with it the Output widget's capture hook (passes on a direct kernel)"))
 def test_output_widget_captures_what_remote_callbacks_print(notebook):
     """``with out: print(...)`` in an observer and in a click handler: the Output widget captures
     by the parent msg_id of the page's comm message, on that message's future, which JupyterLab

@@ -251,6 +251,26 @@ def test_frontend_comm_msg_reaches_the_widget(client, sess):
     assert stdout(records) == "7\n"
 
 
+def test_a_comm_msg_with_wait_is_answered_once_its_handler_is_done_and_says_where_its_events_end(client, sess):
+    """What a bridge needs before it says idle: a frontend stops routing a request's outputs
+    (an Output widget's capture) at idle, so they must all be there first."""
+    records, _done = run(client, sess, SLIDER + OBSERVE, {**JUPYTER, "comms": True, "msgId": new_id()})
+    comm_id = slider_id(records)
+    start = events(client, sess, 0, wait=0)["cursor"]
+    msg_id = new_id("front")
+    answer = call(client, "POST", f"/session/{sess}/comm", json={
+        "msg_type": "comm_msg", "msgId": msg_id, "wait": True, "content": {
+            "comm_id": comm_id, "data": {"method": "update", "state": {"value": 5}, "buffer_paths": []}}}).json()
+    assert answer["idle"] is True and answer["cursor"] > start
+    got = events(client, sess, start, wait=0)
+    assert got["cursor"] == answer["cursor"]  # nothing of the handler comes after the cursor
+    assert any(e["msg_type"] == "stream" and "observed 5" in e["content"]["text"] and e["parent"] == msg_id
+               for e in got["events"]), got
+    with pytest.raises(errors.InvalidRequestError):
+        call(client, "POST", f"/session/{sess}/comm", json={"msg_type": "comm_msg", "wait": "yes",
+                                                             "content": {"comm_id": comm_id, "data": {}}})
+
+
 def test_comm_info_lists_the_widgets(client, sess):
     records, _done = run(client, sess, SLIDER, {**JUPYTER, "comms": True, "msgId": new_id()})
     opened = {d["content"]["comm_id"] for d in comm_opens(records)}

@@ -344,10 +344,13 @@ class Client:
 
     # -- comms (our jupyter-comms extension) ------------------------------------------------
 
-    def send_comm(self, name: str, message: dict) -> None:
+    def send_comm(self, name: str, message: dict, wait: bool = False) -> dict | None:
         """A frontend's ``comm_open``/``comm_msg``/``comm_close`` to the inner kernel:
-        ``{"msg_type", "msgId", "content", "metadata", "buffers": [base64]}``."""
-        self._call("POST", self._path(name, "/comm"), json=message)
+        ``{"msg_type", "msgId", "content", "metadata", "buffers": [base64]}``.  ``wait``: answer
+        once the kernel is idle after it, with ``{"cursor"}``: its handler's events end there."""
+        path = self._path(name, "/comm")
+        response = self._call("POST", path, json={**message, "wait": True} if wait else message)
+        return self._json_object(response, f"POST {path}") if wait else None
 
     def comm_info(self, name: str, target_name: str | None = None) -> dict:
         """The inner kernel's ``comm_info_reply`` content."""

@@ -135,6 +135,7 @@ class EventFollower:
         self._following: tuple[str, int] | None = None
         self._started = False
         self._start_lock = threading.Lock()
+        self._delivered = threading.Condition()
         self.cursor = 0
 
     def start(self) -> None:
@@ -146,6 +147,16 @@ class EventFollower:
 
     def stop(self) -> None:
         self._stop.set()
+        with self._delivered:
+            self._delivered.notify_all()
+
+    def wait_delivered(self, name: str, cursor: int, timeout: float) -> bool:
+        """Wait until every event of session ``name`` before ``cursor`` was handed on (a comm
+        handler's output before the kernel says idle: a frontend stops capturing then)."""
+        with self._delivered:
+            return self._delivered.wait_for(
+                lambda: self._stop.is_set() or (self._following is not None and self._following[0] == name
+                                                and self.cursor >= cursor), timeout)
 
     def _follow(self) -> None:
         while not self._stop.is_set():
@@ -184,5 +195,7 @@ class EventFollower:
                 self._deliver(message)
         cursor = answer.get("cursor")
         if isinstance(cursor, int) and not isinstance(cursor, bool) and cursor >= self.cursor:
-            self.cursor = cursor
+            with self._delivered:
+                self.cursor = cursor
+                self._delivered.notify_all()
         return True

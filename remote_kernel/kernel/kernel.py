@@ -67,7 +67,8 @@ from remote_kernel.traitlets_private import KeepsBadConfigOut
 
 log = logging.getLogger("remote_kernel.kernel")
 
-QUICK_CALL_TIMEOUT = 4.0  # complete / inspect / is_complete: an empty answer beats a stuck UI
+QUICK_CALL_TIMEOUT = 4.0
+COMM_OUTPUT_WAIT = 5.0  # seconds a comm message's reply waits for its handler's output to arrive  # complete / inspect / is_complete: an empty answer beats a stuck UI
 
 
 class _Abandoned(BaseException):
@@ -691,9 +692,13 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
         control = content.get("target_name") == WIDGET_CONTROL_TARGET
         if self._comms_available(wait=not control):
             try:
-                self.remote.client().send_comm(self.remote.name, comm_request(
-                    header, content, parent.get("metadata") or {}, parent.get("buffers")))
+                answer = self.remote.client().send_comm(self.remote.name, comm_request(
+                    header, content, parent.get("metadata") or {}, parent.get("buffers")), wait=True)
                 forwarded = True
+                # ipykernel says idle once this returns, and JupyterLab stops routing this
+                # request's outputs (an Output widget's capture) at idle: hand them on first
+                if answer and isinstance(answer.get("cursor"), int):
+                    self._events.wait_delivered(self.remote.name, answer["cursor"], COMM_OUTPUT_WAIT)
             except (errors.APIError, errors.ConfigError) as exc:
                 log.warning("%s not delivered to the remote: %s", header["msg_type"], exc)
         if not forwarded and header["msg_type"] == "comm_open":

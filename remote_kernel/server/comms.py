@@ -85,6 +85,10 @@ def decode_buffers(value: object) -> list[bytes]:
         raise bad_params("'buffers' must be a list of base64 strings") from None
 
 
+# how long ``POST .../comm`` with "wait" waits for the handler (a cell running holds it back)
+COMM_IDLE_TIMEOUT = 10.0
+
+
 def frontend_message(body: dict) -> tuple[str, str, dict, dict, list[bytes]]:
     """``POST .../comm``: (msg_type, msg_id, content, metadata, buffers); 400 when malformed."""
     msg_type = body.get("msg_type")

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from jupyter_client.manager import AsyncKernelManager
 
-from remote_kernel.server.comms import EventLog
+from remote_kernel.server.comms import EventLog, new_msg_id
 from remote_kernel.server.errors import APIProblem
 from remote_kernel.server.tasks import cancel_all
 
@@ -61,6 +61,7 @@ class InnerKernel:
         self._listeners: dict[str, Listener] = {}
         self._replies: dict[str, asyncio.Future] = {}
         self._iopub_seen: dict[str, asyncio.Event] = {}
+        self._idle_waiters: dict[str, asyncio.Future] = {}  # msg_id → the event cursor at its idle
         self._readers: list[asyncio.Task] = []
         self.events = EventLog()
 
@@ -236,6 +237,22 @@ class InnerKernel:
         session.send(self._kc.shell_channel.socket, msg, buffers=list(buffers) or None)
         return msg["header"]["msg_id"]
 
+    async def send_shell_until_idle(self, msg_type: str, content: dict, metadata: dict | None, buffers,
+                                    msg_id: str | None, timeout: float) -> tuple[int, bool]:
+        """``send_shell``, then wait until the kernel is idle again after it: by then everything
+        its handler said is in ``events``.  ``(the events' next seq, whether idle came in time)``."""
+        future = asyncio.get_running_loop().create_future()
+        msg_id = msg_id or new_msg_id()
+        self._idle_waiters[msg_id] = future
+        try:
+            self.send_shell(msg_type, content, metadata=metadata, buffers=buffers, msg_id=msg_id)
+            try:
+                return await asyncio.wait_for(future, timeout), True
+            except asyncio.TimeoutError:
+                return self.events.next_seq, False
+        finally:
+            self._idle_waiters.pop(msg_id, None)
+
     def forget(self, msg_id: str) -> None:
         self._listeners.pop(msg_id, None)
 
@@ -284,6 +301,9 @@ class InnerKernel:
                 self._iopub_seen[parent].set()
                 continue
             self.events.add(msg)
+            waiter = self._idle_waiters.get(parent) if msg.get("msg_type") == "status" else None
+            if waiter is not None and not waiter.done() and (msg.get("content") or {}).get("execution_state") == "idle":
+                waiter.set_result(self.events.next_seq)  # iopub is ordered: its outputs are all in
 
     async def _read_shell(self) -> None:
         while True:

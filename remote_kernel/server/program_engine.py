@@ -219,6 +219,11 @@ class ProgramEngine:
                    msg_id: str | None = None) -> str:
         raise bad_params(f"this session runs {self.program.display} programs, which take no {msg_type} messages")
 
+    async def send_shell_until_idle(self, msg_type: str, content: dict, metadata: dict | None, buffers,
+                                    msg_id: str | None, timeout: float) -> tuple[int, bool]:
+        self.send_shell(msg_type, content, metadata, buffers, msg_id)  # refused, as above
+        return self.events.next_seq, True
+
     # -- queries ----------------------------------------------------------------------------
 
     def execute(self, code: str, allow_stdin: bool, listener: Listener, msg_id: str | None = None) -> str:

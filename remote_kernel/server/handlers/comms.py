@@ -68,12 +68,23 @@ class EventsHandler(BaseHandler):
 
 class CommHandler(BaseHandler):
     async def post(self, _family: str, ident: str) -> None:
-        msg_type, msg_id, content, metadata, buffers = comms.frontend_message(self.json_body())
+        body = self.json_body()
+        msg_type, msg_id, content, metadata, buffers = comms.frontend_message(body)
+        wait = body.get("wait", False)
+        if not isinstance(wait, bool):
+            raise bad_params("'wait' must be a boolean")
         kernel = _kernel(self.session(ident))
         kernel.events.enable()  # what the comm's handler prints arrives as events
-        kernel.send_shell(msg_type, content, metadata=metadata, buffers=buffers, msg_id=msg_id)
-        self.set_status(204)
-        self.finish()
+        if not wait:
+            kernel.send_shell(msg_type, content, metadata=metadata, buffers=buffers, msg_id=msg_id)
+            self.set_status(204)
+            self.finish()
+            return
+        # answered once the kernel is idle after it: the client can then hold its own idle until
+        # it has the handler's events (a frontend drops an Output widget's capture at idle)
+        cursor, idle = await kernel.send_shell_until_idle(msg_type, content, metadata, buffers, msg_id,
+                                                          comms.COMM_IDLE_TIMEOUT)
+        self.write_json({"cursor": cursor, "idle": idle})
 
 
 class CommInfoHandler(BaseHandler):
