@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from remote_kernel import protocol
 from remote_kernel.client import errors
 from remote_kernel.kernel.cell import (
-    Abandon, AskInput, CancelInput, Cell, EndStream, Finish, ForgetSession, InterruptRemote, Publish,
+    SESSION_GONE, Abandon, AskInput, CancelInput, Cell, EndStream, Finish, ForgetSession, InterruptRemote, Publish,
     RestartRun, Send, UseRest, WaitUntil,
 )
 from remote_kernel.kernel.outputs import OutputContext
@@ -251,7 +251,7 @@ def test_a_session_gone_before_the_first_answer_is_recreated_once_and_the_run_st
     cell = new_cell()
     begin(cell)
     gone = errors.SessionNotFound(msg="no such session")
-    assert cell.on_error(gone) == [ForgetSession("the remote session was gone"), RestartRun()]
+    assert cell.on_error(gone) == [ForgetSession(SESSION_GONE), RestartRun()]
     [send] = cell.restart_run(outputs=OutputContext(), streaming=False, resumable=False)
     assert send.first and send.body["code"] == "print(1)"
     actions = cell.on_error(gone)  # gone again: no second retry

@@ -88,3 +88,32 @@ def test_without_keep_the_session_ends_with_its_kernel(server):
 
         with pytest.raises(errors.SessionNotFound):
             client.get_session(name)
+
+
+def test_a_reaped_session_is_said_so_and_the_cell_runs_in_a_new_one(kernelspec_root, tmp_path):
+    """Real clusters end idle sessions; the bridge fakes no activity, and the next cell says what
+    happened (and that variables are gone) instead of failing."""
+    import time
+
+    import server_fixture
+
+    srv = server_fixture.start_server(str(tmp_path), "--idle-timeout", "2")
+    try:
+        with ks.running_kernel(ks.server_env(srv)) as (km, kc):
+            reply, _, _ = ks.execute(kc, "x = 1", timeout=90)
+            assert reply["status"] == "ok", reply
+            name = session_name(kc)
+            with ks.api_client(srv) as client:
+                deadline = time.monotonic() + 60
+                # a bounded poll of the server's own state (listing is no use of a session)
+                while name in [s["sessionName"] for s in client.list_sessions()]:
+                    assert time.monotonic() < deadline, "the idle session was never reaped"
+                    time.sleep(0.2)
+            reply, outputs, _ = ks.execute(kc, "print('x' in dir())", timeout=90)
+            assert reply["status"] == "ok", (reply, outputs)
+            assert ks.stdout_of(outputs) == "False\n"
+            note = ks.stderr_of(outputs)
+            assert "the remote session was gone (servers end sessions left idle" in note
+            assert f"was {name}) was started" in note and "variables, imports, files) was lost" in note
+    finally:
+        srv.stop()

@@ -36,6 +36,8 @@ from remote_kernel.client import Done, InputWanted, Record, RunState, errors
 from remote_kernel.kernel.comms import inner_message
 from remote_kernel.kernel.outputs import Message, OutputContext, StreamBuffer, make_error, translate
 
+# Why a cell found no session before the remote answered it: the next one is made (cell re-run).
+SESSION_GONE = "the remote session was gone (servers end sessions left idle, and anyone may destroy one)"
 # A remote that still waits for input after we asked it to stop is asked again this often.
 REINTERRUPT_INTERVAL = 1.0
 # Between two polls of a run that still waits for input: it answers at once, so do not spin.
@@ -333,7 +335,7 @@ class Cell:
                 if not self.answered and not self._restarted and self.state is not None:
                     # gone between cells: nothing ran, so run the cell in a new session
                     self._restarted = True
-                    return [ForgetSession("the remote session was gone"), RestartRun()]
+                    return [ForgetSession(SESSION_GONE), RestartRun()]
                 return [ForgetSession("the remote session vanished"), *self.fail(error_of_exception(exc))]
             return self.fail(error_of_exception(exc))
 

@@ -347,10 +347,11 @@ class RemoteSession:
         lost = ("remote state (variables, imports) was lost; files stay in the working directory"
                 if self.embedded is not None else "remote state (variables, imports, files) was lost")
         with self._lock:
-            self.name = session_name(self.name_prefix, self.kernel_id)
+            old, self.name = self.name, session_name(self.name_prefix, self.kernel_id)
             self.ref = None
             self._creation = None
-            self.lost_note = f"[remote_kernel] {reason}; a new remote session ({self.name}) was started — {lost}.\n"
+            self.lost_note = (f"[remote_kernel] {reason}; a new remote session ({self.name}, was {old}) was "
+                              f"started — {lost}.\n")
 
     def take_lost_note(self) -> str | None:
         note, self.lost_note = self.lost_note, None
