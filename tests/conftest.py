@@ -37,6 +37,14 @@ def kernelspec_root(tmp_path_factory):
         yield root
 
 
+def pytest_collection_modifyitems(config, items):
+    """A browser test (JupyterLab and Chromium) is slow by nature: the fast tier
+    (``-m "not slow"``) leaves them all out without each module saying so."""
+    for item in items:
+        if item.get_closest_marker("browser") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_sessionfinish(session, exitstatus):
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     passed = len(reporter.stats.get("passed", [])) if reporter else 0

@@ -257,14 +257,6 @@ def api_client(server):
     return Client(APIConfig(endpoint=[server.url], access_key=server.access_key, secret_key=server.secret_key))
 
 
-def server_has_switch(flag: str) -> bool:
-    import subprocess
-
-    out = subprocess.run([sys.executable, "-m", "remote_kernel", "serve", "--help"],
-                         capture_output=True, text=True, timeout=60).stdout
-    return flag in out
-
-
 @contextmanager
 def start_server(extensions: bool = True):
     """The embedded server (tests/server_fixture.py) as a context manager; ``extensions=False``

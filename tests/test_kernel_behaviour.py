@@ -15,7 +15,6 @@ from remote_kernel.client import errors
 
 pytestmark = pytest.mark.slow
 
-CLASSIC_KERNEL = ks.CLASSIC_KERNEL
 
 
 @pytest.fixture(scope="module")
@@ -26,17 +25,11 @@ def server():
 
 @pytest.fixture(scope="module")
 def classic_server():
-    """A server that offers no extension.  Until the server has its switch, the same server
-    with the bridge told to ignore the extension (then the server gets no opt-in and answers
-    classic records, which is what a classic server sends)."""
-    if ks.server_has_switch("--no-extensions"):
-        with ks.start_server(extensions=False) as srv:
-            with ks.api_client(srv) as client:
-                assert not client.extensions
-            yield srv, ks.KERNEL_NAME
-    else:
-        with ks.start_server() as srv:
-            yield srv, CLASSIC_KERNEL
+    """A server that offers no extension (--no-extensions), as a real cluster."""
+    with ks.start_server(extensions=False) as srv:
+        with ks.api_client(srv) as client:
+            assert not client.extensions
+        yield srv, ks.KERNEL_NAME
 
 
 @pytest.fixture(scope="module")
