@@ -294,21 +294,16 @@ class RemoteSession:
         process that replaces this one; False where the server cannot (then destroy it)."""
         if self.ref is None or self.embedded is not None:
             return False
-        done = threading.Event()
-        outcome = {"ok": False}
 
-        def work() -> None:
+        def restart() -> bool:
             try:
                 self.quick_client().restart_session(self.name)
-                outcome["ok"] = True
+                return True
             except Exception as exc:  # noqa: BLE001 - the caller falls back to a new session
                 log.info("remote session %s not restarted in place: %s", self.name, exc)
-            finally:
-                done.set()
+                return False
 
-        threading.Thread(target=work, name="remote-session-restart", daemon=True).start()
-        done.wait(timeout)
-        return outcome["ok"]
+        return _within(timeout, restart, "remote-session-restart")
 
     def keep(self) -> None:
         """Shut down without destroying the session (it stays on the server for a later kernel)."""
@@ -380,10 +375,8 @@ class RemoteSession:
         future = self._creation
         if future is None or self.embedded is not None:
             return True  # a private server ends its sessions itself when it stops (close())
-        done = threading.Event()
-        outcome = {"ok": False}
 
-        def work() -> None:
+        def destroy() -> bool:
             try:
                 try:
                     future.result(timeout)
@@ -391,20 +384,16 @@ class RemoteSession:
                     # The create call failed or got no answer; the server may still make the
                     # session (real managers do), owned by nobody: destroy it by name.
                     if self._asked_for is None:
-                        outcome["ok"] = True  # never asked for: nothing to destroy
-                        return
+                        return True  # never asked for: nothing to destroy
                 self.quick_client().destroy_session(self._asked_for or self.name)
-                outcome["ok"] = True
+                return True
             except errors.SessionNotFound:
-                outcome["ok"] = True
+                return True
             except Exception as exc:
                 log.warning("could not destroy remote session %s: %s", self.name, exc)
-            finally:
-                done.set()
+                return False
 
-        threading.Thread(target=work, name="remote-session-destroy", daemon=True).start()
-        done.wait(timeout)
-        return outcome["ok"]
+        return _within(timeout, destroy, "remote-session-destroy")
 
     def _destroy_quietly(self, name: str) -> None:
         try:
@@ -440,3 +429,14 @@ class RemoteSession:
             info["embedded server pid"] = self.embedded.pid if self.embedded.pid is not None else "(not started)"
             info["working directory"] = self.embedded.cwd
         return info
+
+
+def _within(timeout: float, call: Callable[[], bool], thread_name: str) -> bool:
+    """``call()`` on a thread of its own, waiting for it at most ``timeout`` seconds (a call
+    that does not finish in time counts as failed; the thread is a daemon: it never holds up
+    the process's exit)."""
+    outcome: list[bool] = []
+    thread = threading.Thread(target=lambda: outcome.append(call()), name=thread_name, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(outcome and outcome[0])
