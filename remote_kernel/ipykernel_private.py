@@ -10,6 +10,7 @@ ipykernel release that moves one of these internals breaks this module only.
 
 from __future__ import annotations
 
+import select
 from typing import Any
 
 from ipykernel.iostream import OutStream
@@ -70,6 +71,18 @@ def stream_is_idle(stream: OutStream) -> bool:
     """Nothing is written to ``stream`` but not yet sent, and no flush of it is under way."""
     with stream._buffer_lock:
         return not (stream._buffers or stream._flush_pending or stream._subprocess_flush_pending)
+
+
+def unread_fd_output(stream: OutStream) -> bool:
+    """Output a child process wrote to the stream's file descriptor waits in ipykernel's pipe,
+    not yet taken into the stream by its watcher thread."""
+    fid = getattr(stream, "_fid", None)
+    if fid is None:
+        return False
+    try:
+        return bool(select.select([fid], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False
 
 
 # -- the kernel app ------------------------------------------------------------------------------

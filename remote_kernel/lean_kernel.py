@@ -26,19 +26,29 @@ import gc
 import logging
 import os
 import sys
+import time
 
 from ipykernel.iostream import OutStream
 from ipykernel.kernelapp import IPKernelApp
 from traitlets import Bool, DottedObjectName
 
 from remote_kernel import jsonio
-from remote_kernel.ipykernel_private import IPythonKernelWithoutEcho, read_shell_on_main_loop, stream_is_idle
+from remote_kernel.ipykernel_private import (
+    IPythonKernelWithoutEcho, read_shell_on_main_loop, stream_is_idle, unread_fd_output,
+)
+
+FD_DRAIN_WAIT = 1.0  # seconds a flush waits for the fd watcher to take in a child's output
 
 
 class LeanOutStream(OutStream):
     """An ``OutStream`` whose ``flush()`` returns at once when nothing waits to be sent."""
 
     def flush(self) -> None:
+        # A child's output (os.system) may still sit in the fd pipe: let the watcher thread take
+        # it in first, or it would arrive after the cell's idle (a bounded wait for that thread).
+        deadline = time.monotonic() + FD_DRAIN_WAIT
+        while unread_fd_output(self) and time.monotonic() < deadline:
+            time.sleep(0.001)
         if not stream_is_idle(self):
             super().flush()
 
