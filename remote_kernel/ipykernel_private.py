@@ -85,6 +85,23 @@ def unread_fd_output(stream: OutStream) -> bool:
         return False
 
 
+def flush_soon(stream: OutStream) -> None:
+    """Have ``stream``'s IOPub thread send what was written to it, without waiting (``flush()``
+    waits for the thread; ``write`` only arms a 0.2 s timer)."""
+    if stream.pub_thread is not None:
+        stream.pub_thread.schedule(stream._flush)
+
+
+def push_out(shell_stream: Any) -> None:
+    """Send the replies queued on a shell ``ZMQStream`` now (ipykernel sends them once the
+    handler and the ``idle`` status are done)."""
+    flush = getattr(shell_stream, "flush", None)
+    if flush is not None:
+        import zmq
+
+        flush(zmq.POLLOUT)
+
+
 # -- the kernel app ------------------------------------------------------------------------------
 
 

@@ -34,22 +34,41 @@ from traitlets import Bool, DottedObjectName
 
 from remote_kernel import jsonio
 from remote_kernel.ipykernel_private import (
-    IPythonKernelWithoutEcho, read_shell_on_main_loop, stream_is_idle, unread_fd_output,
+    IPythonKernelWithoutEcho, flush_soon, push_out, read_shell_on_main_loop, stream_is_idle, unread_fd_output,
 )
 
 FD_DRAIN_WAIT = 1.0  # seconds a flush waits for the fd watcher to take in a child's output
+# A stream sends what was written once this much waits, without waiting for its 0.2 s timer:
+# large output then flows in pieces, whose hops (kernel → server → bridge → frontend) overlap.
+PIECE_CHARS = 1 << 20
 
 
 class LeanOutStream(OutStream):
-    """An ``OutStream`` whose ``flush()`` returns at once when nothing waits to be sent."""
+    """An ``OutStream`` whose ``flush()`` returns at once when nothing waits to be sent, which
+    sends its output in pieces of about ``PIECE_CHARS`` as it is written, and whose flushes a
+    ``ServerIPythonKernel`` holds for a moment (``held``)."""
+
+    held = False
+    _unsent = 0  # characters written since the last flush (about: written from any thread)
+
+    def write(self, string: str) -> int | None:
+        written = super().write(string)
+        self._unsent += len(string)
+        if self._unsent >= PIECE_CHARS:
+            self._unsent = 0
+            flush_soon(self)
+        return written
 
     def flush(self) -> None:
+        if self.held:
+            return  # sent once the reply is out (ServerIPythonKernel)
         # A child's output (os.system) may still sit in the fd pipe: let the watcher thread take
         # it in first, or it would arrive after the cell's idle (a bounded wait for that thread).
         deadline = time.monotonic() + FD_DRAIN_WAIT
         while unread_fd_output(self) and time.monotonic() < deadline:
             time.sleep(0.001)
         if not stream_is_idle(self):
+            self._unsent = 0
             super().flush()
 
 
@@ -60,7 +79,33 @@ class ServerIPythonKernel(IPythonKernelWithoutEcho):
     request was pure cost on both sides of the socket.  Nor does it sleep before each
     ``execute_reply`` as ipykernel does so that a frontend stopping at the reply has the outputs
     before it: the server reads outputs until ``idle``, which follows every output on the same
-    socket, so the sleep only delayed every cell."""
+    socket, so the sleep only delayed every cell.
+
+    It also sends a cell's ``execute_reply`` before the output the cell left unflushed (then
+    ``idle``), where ipykernel flushes first: the server reads until ``idle`` either way, and a
+    reply already in tells it that the output arriving now ends the cell, so that it answers
+    the poll once, with the end, rather than the output at once and the end in another answer
+    (docs/PROTOCOL.md, the execute loop)."""
+
+    async def do_execute(self, code, silent, store_history=True, user_expressions=None, allow_stdin=False,
+                         *, cell_meta=None, cell_id=None):
+        reply = await super().do_execute(code, silent, store_history, user_expressions, allow_stdin,
+                                         cell_meta=cell_meta, cell_id=cell_id)
+        _hold_flushes(True)  # until the reply is out (execute_request)
+        return reply
+
+    async def execute_request(self, stream, ident, parent):
+        try:
+            await super().execute_request(stream, ident, parent)
+            push_out(stream)  # the reply, queued on the shell stream
+        finally:
+            _hold_flushes(False)  # dispatch_shell flushes them next, then publishes idle
+
+
+def _hold_flushes(held: bool) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, LeanOutStream):
+            stream.held = held
 
 
 class LeanKernelApp(IPKernelApp):

@@ -147,3 +147,41 @@ def test_a_kernel_that_fails_keeps_its_exit_status(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "no_such_module" in done.stderr
+
+
+def messages_of(kc, code: str) -> tuple[dict, list[dict]]:
+    """A cell's execute_reply and its IOPub messages until idle, whole (headers included)."""
+    msg_id = kc.execute(code)
+    iopub = []
+    while not iopub or iopub[-1]["msg_type"] != "status" or iopub[-1]["content"]["execution_state"] != "idle":
+        msg = kc.get_iopub_msg(timeout=10)
+        if msg["parent_header"].get("msg_id") == msg_id:
+            iopub.append(msg)
+    while True:
+        reply = kc.get_shell_msg(timeout=10)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply, iopub
+
+
+@pytest.mark.parametrize("extra, reply_first", [((), False), ((SERVER_KERNEL,), True)])
+def test_the_server_kernel_replies_before_the_output_a_cell_left_unflushed(tmp_path, extra, reply_first):
+    """The server's kernel makes its reply before sending what the cell printed without a flush
+    (the server then knows that output ends the run: one answer); output printed with a flush
+    goes out at once, before the reply, in either kernel.  Both still end with idle."""
+    with lean_kernel(tmp_path, *extra) as kc:
+        ks.drain_iopub(kc)
+        for _ in range(2):
+            reply, iopub = messages_of(kc, "print('flushed', flush=True); print('left to the end')")
+            streams = [m for m in iopub if m["msg_type"] == "stream"]
+            assert [m["content"]["text"] for m in streams] == ["flushed\n", "left to the end\n"]
+            assert streams[0]["header"]["date"] < reply["header"]["date"]
+            assert (reply["header"]["date"] < streams[1]["header"]["date"]) is reply_first
+            assert iopub[-1]["msg_type"] == "status"
+
+
+def test_large_output_goes_out_in_pieces_as_it_is_written(tmp_path):
+    """A stream sends once a piece (1 MiB) waits, without waiting for its 0.2 s timer."""
+    code = "import sys, time\nsys.stdout.write('x' * (1 << 20) + '\\n')\ntime.sleep(0.1)\nprint('end')"
+    with lean_kernel(tmp_path, SERVER_KERNEL) as kc:
+        _reply, iopub = messages_of(kc, code)
+        assert [m["content"]["text"] for m in iopub if m["msg_type"] == "stream"] == ["x" * (1 << 20) + "\n", "end\n"]

@@ -165,6 +165,86 @@ def test_truncated_output_reaches_an_input_prompt_and_stays_bounded():
     run_sync(go())
 
 
+async def settled(*tasks, rounds: int = 20) -> None:
+    """Let the loop run every callback the tasks are owed (no timer is due in these tests)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+def test_a_poll_answers_printed_text_at_once_and_other_output_after_its_window():
+    """The default policy (text_coalesce 0, coalesce long): judged by events, not by time."""
+    async def go():
+        run = Run("r1", "query")
+        run.start()
+        poll = asyncio.ensure_future(run.wait(hold=60, coalesce=60, text_coalesce=0))
+        await settled(poll)
+        assert not poll.done()  # nothing yet: the hold
+        run.add([["stdout", "tick\n"]])
+        await settled(poll)
+        assert poll.done()  # text: at once
+        assert run.result(None)["console"] == [["stdout", "tick\n"]]
+
+        poll = asyncio.ensure_future(run.wait(hold=60, coalesce=60, text_coalesce=0))
+        run.add([["display", {"data": {"text/plain": "7"}}]])
+        await settled(poll)
+        assert not poll.done()  # other output: collected for its window (or until the end)
+        run.add([["stderr", "warning\n"]])
+        await settled(poll)
+        assert poll.done()  # text came too: at once, with what waited
+        assert [kind for kind, _ in run.result(None)["console"]] == ["display", "stderr"]
+
+        poll = asyncio.ensure_future(run.wait(hold=60, coalesce=60))  # text_coalesce: as coalesce
+        run.add([["stdout", "x"]])
+        await settled(poll)
+        assert not poll.done()
+        run.finish(0)
+        await settled(poll)
+        assert poll.done() and run.result(None)["status"] == protocol.STATUS_FINISHED
+    run_sync(go())
+
+
+def test_output_after_the_reply_is_answered_with_the_end():
+    """The engine replied (``replied``): what arrives now is the cell's last output, and the
+    poll answers once, with it and the end, not the output at once and the end in a re-poll."""
+    async def go():
+        run = Run("r1", "query")
+        run.start()
+        poll = asyncio.ensure_future(run.wait(hold=60, coalesce=60, text_coalesce=0))
+        run.replied()
+        await settled(poll)
+        assert not poll.done()
+        run.add([["stdout", "the last line\n"]])
+        await settled(poll)
+        assert not poll.done()
+        run.finish(0)
+        await settled(poll)
+        assert poll.done()
+        result = run.result(None)
+        assert result["status"] == protocol.STATUS_FINISHED and result["console"] == [["stdout", "the last line\n"]]
+    run_sync(go())
+
+
+def test_a_poll_waiting_for_input_or_a_batch_step_answers_at_once():
+    async def go():
+        run = Run("r1", "query")
+        run.start()
+        poll = asyncio.ensure_future(run.wait(hold=60, coalesce=60, text_coalesce=60))
+        run.add([["stdout", "name? "]])
+        await settled(poll)
+        assert not poll.done()
+        run.wait_input({"is_password": False, "prompt": ""})
+        await settled(poll)
+        assert poll.done() and run.result(None)["status"] == protocol.STATUS_WAITING_INPUT
+        batch = Run("r2", "batch")
+        batch.start()
+        poll = asyncio.ensure_future(batch.wait(hold=60, coalesce=60, text_coalesce=60))
+        batch.add([["stdout", "built\n"]])
+        batch.phase(protocol.STATUS_BUILD_FINISHED, 0)
+        await settled(poll)
+        assert poll.done() and batch.result(None)["status"] == protocol.STATUS_BUILD_FINISHED
+    run_sync(go())
+
+
 def test_run_wait_rules():
     async def go():
         loop = asyncio.get_running_loop()

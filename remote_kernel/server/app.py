@@ -176,9 +176,10 @@ def register_serve(subparsers) -> None:
                         help="keep N Python kernels started ahead of demand, so that creating a "
                              "Python session does not wait for a kernel to start (default 1; 0: none)")
     parser.add_argument("--hold", type=float, default=2.5, help="long-poll hold in seconds")
-    parser.add_argument("--coalesce", type=float, default=0.01, metavar="SECONDS",
-                        help="how long a REST poll keeps collecting output after the first record "
-                             "(default 0.01; a real manager collects ~2 s, which 2 imitates)")
+    parser.add_argument("--coalesce", type=float, default=None, metavar="SECONDS",
+                        help="how long a REST poll keeps collecting output after the first record (default: "
+                             "stdout/stderr text not at all, other output 0.01; a real manager collects ~2 s, "
+                             "which 2 imitates)")
     parser.add_argument("--slow-start", type=float, default=0.0, metavar="SECONDS",
                         help="imitate a real manager whose sessions take time to start: every new session "
                              "walks PENDING, SCHEDULED, PREPARING, PULLING (with statusInfo) over SECONDS "
@@ -198,6 +199,11 @@ def register_serve(subparsers) -> None:
                         help="exit (stopping every kernel) when process PID is gone")
     parser.add_argument("--log-level", default="WARNING")
     parser.set_defaults(run=run_serve)
+
+
+def coalescing(seconds: float | None) -> dict:
+    """``--coalesce``: one window for every kind of output; without it, the defaults."""
+    return {} if seconds is None else {"coalesce": seconds, "text_coalesce": seconds}
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
@@ -222,7 +228,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
         raise SystemExit(f"remote-kernel serve: {exc}") from None
     if args.max_sessions < 1 or (args.max_sessions_per_key is not None and args.max_sessions_per_key < 1):
         raise SystemExit("remote-kernel serve: session limits must be at least 1")
-    if args.coalesce < 0:
+    if args.coalesce is not None and args.coalesce < 0:
         raise SystemExit("remote-kernel serve: --coalesce must be 0 or more")
     if not 0 <= args.slow_start <= 3600:  # NaN fails too
         raise SystemExit("remote-kernel serve: --slow-start must be from 0 to 3600 seconds")
@@ -236,7 +242,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
         host=args.host, port=args.port, keys=keys, root=args.root, session_cwd=args.session_cwd,
         idle_timeout=args.idle_timeout, max_sessions=args.max_sessions,
         max_sessions_per_key=args.max_sessions_per_key or args.max_sessions,
-        hold=args.hold, coalesce=args.coalesce, max_run_buffer=args.max_run_buffer, extensions=args.extensions,
+        hold=args.hold, **coalescing(args.coalesce), max_run_buffer=args.max_run_buffer, extensions=args.extensions,
         slow_start=args.slow_start,
         warm_kernels=args.warm_kernels, body_timeout=args.body_timeout,
         certfile=args.certfile, keyfile=args.keyfile, require_body_signature=args.require_body_signature,

@@ -18,7 +18,8 @@ class ServerConfig:
     max_sessions: int = 32  # in total
     max_sessions_per_key: int = 16
     hold: float = 2.5  # long-poll hold when there is no output
-    coalesce: float = 0.01  # wait this long after the first record for more
+    coalesce: float = 0.01  # a poll waits this long after the first new record for more
+    text_coalesce: float = 0.0  # the same for stdout/stderr text (printed text goes out at once)
     slow_start: float = 0.0  # seconds a new session takes to walk to RUNNING (startup.py); 0: at once
     max_json_body: int = 8 * 1024 * 1024
     max_upload_files: int = protocol.MAX_UPLOAD_FILES

@@ -63,6 +63,7 @@ class _Cell:
     def on_reply(self, content: dict) -> None:
         self.reply_status = content.get("status", "error")
         self.reply = content
+        self.run.replied()
         self._finish_if_done()
         if not self.run.finished:
             # The idle status follows at once; if iopub lost it (its socket still

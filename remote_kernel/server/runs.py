@@ -83,6 +83,8 @@ class Run:
         self._tail_bytes = 0
         self._dropped = 0
         self._changed = asyncio.Event()
+        # the engine has replied to the run's request: its last output and its end follow at once
+        self.ending = False
 
     # -- producer side -----------------------------------------------------------------------
 
@@ -195,6 +197,10 @@ class Run:
         self.input_options = options
         self._changed.set()
 
+    def replied(self) -> None:
+        """The engine replied; the run finishes as soon as the rest of its output is in."""
+        self.ending = True
+
     def resume(self) -> None:
         if self.state == RUN_WAITING_INPUT:
             self.state = RUN_RUNNING
@@ -229,24 +235,34 @@ class Run:
         except (asyncio.TimeoutError, TimeoutError):
             pass
 
-    async def wait(self, hold: float, coalesce: float) -> None:
-        """Return at once when finished/waiting for input, shortly after output appears
-        (coalescing window), else after ``hold`` seconds."""
+    async def wait(self, hold: float, coalesce: float, text_coalesce: float | None = None) -> None:
+        """Return at once when finished or waiting for input; once new output is there, after
+        ``coalesce`` seconds more, or ``text_coalesce`` (default: ``coalesce``) when it holds
+        stdout/stderr text; without output, after ``hold`` seconds.  Output that comes after
+        the engine's reply (``ending``) is the last of the run: its answer waits for the end.
+        Output that arrived together (read before this poll ran again) goes in one answer."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + hold
+        window_end = None
         while not self._ready():
-            if self.end > self._sent:
-                window_end = min(loop.time() + coalesce, deadline)
-                while not self._ready():
-                    remaining = window_end - loop.time()
-                    if remaining <= 0:
-                        break
-                    await self._wait_changed(remaining)
+            now = loop.time()
+            limit = deadline
+            if self.end > self._sent and not self.ending:
+                if window_end is None:
+                    window_end = now + coalesce
+                if text_coalesce is not None and window_end > now + text_coalesce and self._new_text():
+                    window_end = now + text_coalesce
+                limit = min(window_end, deadline)
+            if limit <= now:
                 return
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            await self._wait_changed(remaining)
+            await self._wait_changed(limit - now)
+
+    def _new_text(self) -> bool:
+        """Whether stdout/stderr text is among the records not delivered yet."""
+        for index in range(len(self._records) - 1, self._sent - self._base - 1, -1):
+            if self._records[index][0] in STREAMS:
+                return True
+        return False
 
     def acknowledge(self, cursor: int | None) -> None:
         """What a request says its client holds (None: everything delivered before), before it

@@ -100,7 +100,8 @@ async def execute(handler: BaseHandler, ident: str) -> None:
             session.submit(run)
             cursor = None
     run.acknowledge(cursor)  # before waiting: a client that caught up gets dropped output's tail at once
-    await run.wait(handler.state.config.hold, handler.state.config.coalesce)
+    config = handler.state.config
+    await run.wait(config.hold, config.coalesce, config.text_coalesce)
     session.touch()
     if handler.request.connection.stream.closed():
         return  # the client left: keep the records for its retry

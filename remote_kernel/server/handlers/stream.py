@@ -128,7 +128,7 @@ class StreamExecuteHandler(BaseHandler, tornado.websocket.WebSocketHandler):
         config = self.state.config
         while True:
             run.acknowledge(None)  # every frame sent so far counts as received
-            await run.wait(config.hold, min(config.coalesce, STREAM_FLUSH))
+            await run.wait(config.hold, min(config.coalesce, STREAM_FLUSH), min(config.text_coalesce, STREAM_FLUSH))
             session.touch()
             result = run.result(None)
             status = result["status"]
