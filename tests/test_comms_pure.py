@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from remote_kernel.kernel.comms import (
-    InnerMessage, ParentHeaders, comm_request, decode_buffers, encode_buffers, inner_message,
+    EventFollower, InnerMessage, ParentHeaders, comm_request, decode_buffers, encode_buffers, inner_message,
 )
 
 
@@ -51,3 +51,23 @@ def test_a_forwarded_comm_message_keeps_the_frontends_msg_id():
     body = comm_request(header, {"comm_id": "c", "data": {}}, {}, [b"ab"])
     assert body == {"msg_type": "comm_msg", "msgId": "front-1", "content": {"comm_id": "c", "data": {}},
                     "metadata": {}, "buffers": ["YWI="]}
+
+
+def test_the_follower_settles_what_it_delivered_before_its_next_poll():
+    """``settle`` (the bridge: its IOPub thread sends what was published) comes after a batch
+    was delivered and before the next long poll; a poll that brought nothing is not settled."""
+    calls = []
+    event = {"msg_type": "comm_msg", "parent": "p", "content": {"comm_id": "c1", "data": {}}, "buffers": []}
+
+    class Client:
+        def events(self, name, cursor, wait):
+            calls.append(("poll", cursor))
+            return {"events": [event, event], "cursor": 2} if cursor == 0 else {"events": [], "cursor": cursor}
+
+        def close(self):
+            pass
+
+    follower = EventFollower(lambda: (Client, "s", 1), lambda message: calls.append("deliver"),
+                             settle=lambda: calls.append("settle"))
+    assert follower._poll_once() and follower._poll_once()
+    assert calls == [("poll", 0), "deliver", "deliver", "settle", ("poll", 2)]

@@ -125,9 +125,11 @@ class EventFollower:
     """
 
     def __init__(self, target: Callable[[], tuple[Callable[[], Any], str, int] | None],
-                 deliver: Callable[[InnerMessage], None], wait: float = EVENTS_WAIT):
+                 deliver: Callable[[InnerMessage], None], wait: float = EVENTS_WAIT,
+                 settle: Callable[[], None] | None = None):
         self._target = target
         self._deliver = deliver
+        self._settle = settle  # after a batch was delivered, before the next poll
         self._wait = wait
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="remote-events", daemon=True)
@@ -189,10 +191,14 @@ class EventFollower:
         dropped = answer.get("dropped")
         if isinstance(dropped, int) and dropped > 0:
             log.warning("the server dropped %d events of session %s (its buffer was full)", dropped, name)
+        delivered = False
         for event in answer.get("events") or []:
             message = inner_message(event)
             if message is not None:
                 self._deliver(message)
+                delivered = True
+        if delivered and self._settle is not None:
+            self._settle()
         cursor = answer.get("cursor")
         if isinstance(cursor, int) and not isinstance(cursor, bool) and cursor >= self.cursor:
             with self._delivered:

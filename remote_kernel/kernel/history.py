@@ -19,6 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger(__name__)
 
+# A cell's input is written this long after it ran, with those of the cells run meanwhile: one
+# write per burst of cells, none on a cell's own path (a write per cell cost each cell ~0.2 ms,
+# bench/README.md).  A read, or close(), has them written at once.
+STORE_DELAY = 0.5
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (session INTEGER PRIMARY KEY AUTOINCREMENT, started TEXT);
 CREATE TABLE IF NOT EXISTS history (session INTEGER, line INTEGER, source TEXT, PRIMARY KEY (session, line));
@@ -41,6 +46,10 @@ class History:
         # writes (a disk sync each) happen on one thread, in order, off the cell's path;
         # reads go through it too, so they see every write queued before them
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="remote-history")
+        self._pending: list[tuple[int, str]] = []  # stored, not written yet
+        self._pending_lock = threading.Lock()
+        self._hurry = threading.Event()  # a read or close() waits: write the pending inputs now
+        self._closed = False
 
     def _open(self) -> sqlite3.Connection | None:
         if self._db is None:
@@ -57,16 +66,32 @@ class History:
         return self._db
 
     def store(self, line: int, source: str) -> None:
-        """Queue the input of cell ``line`` (returns at once)."""
-        self._writer.submit(self._store, line, source)
+        """Queue the input of cell ``line`` (returns at once; written within ``STORE_DELAY``)."""
+        with self._pending_lock:
+            if self._closed:
+                return
+            self._pending.append((line, source))
+            first = len(self._pending) == 1
+        if first:  # else a write of the pending inputs is queued already
+            self._writer.submit(self._store_pending)
 
-    def _store(self, line: int, source: str) -> None:
+    def _store_pending(self) -> None:
+        self._hurry.wait(STORE_DELAY)
+        with self._pending_lock:
+            rows, self._pending = self._pending, []
         with self._lock:
             db = self._open()
-            if db is None:
+            if db is None or not rows:
                 return
             try:
-                db.execute("INSERT OR REPLACE INTO history VALUES (?, ?, ?)", (self.session, line, source))
+                db.execute("BEGIN")
+                try:
+                    db.executemany("INSERT OR REPLACE INTO history VALUES (?, ?, ?)",
+                                   [(self.session, line, source) for line, source in rows])
+                    db.execute("COMMIT")
+                except sqlite3.Error:
+                    db.execute("ROLLBACK")
+                    raise
             except sqlite3.Error as exc:
                 log.warning("history not stored: %s", exc)
 
@@ -82,6 +107,7 @@ class History:
         """Lines ``start`` to ``stop`` (exclusive) of a session; ``session`` ≤ 0 counts back from
         this one (0: this session)."""
         if session <= 0:
+            self._hurry.set()  # (nor does this wait for the pending inputs' delay)
             self._writer.submit(self._open).result()  # this kernel's session number is known once open
             session = (self.session or 0) + session
         stop = stop if stop is not None and stop > 0 else 2 ** 62
@@ -104,9 +130,11 @@ class History:
         return found[-n:] if n else found
 
     def _query(self, sql: str, args: tuple) -> list[tuple[int, int, str]]:
+        self._hurry.set()  # the inputs stored before this read are written first, at once
         return self._writer.submit(self._read, sql, args).result()
 
     def _read(self, sql: str, args: tuple) -> list[tuple[int, int, str]]:
+        self._hurry.clear()  # what was pending when it was asked is written by now
         with self._lock:
             db = self._open()
             if db is None:
@@ -117,8 +145,18 @@ class History:
                 log.warning("history not read: %s", exc)
                 return []
 
-    def close(self) -> None:
-        self._writer.shutdown(wait=True)
+    def close(self, wait: bool = True) -> None:
+        """Write the pending inputs at once and close the file; ``wait=False`` returns at once
+        (the writer ends on its own, and the process's exit waits for it, not for the delay)."""
+        self._hurry.set()
+        with self._pending_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._writer.submit(self._close_db)
+        self._writer.shutdown(wait=wait)
+
+    def _close_db(self) -> None:
         with self._lock:
             if self._db is not None:
                 self._db.close()

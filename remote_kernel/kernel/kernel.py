@@ -89,6 +89,7 @@ class _Running:
     input_cancel: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)  # ends a WaitUntil early
     outputs_sent: int = 0
+    outputs_waited: int = 0  # outputs_sent when the IOPub thread was last waited for
 
 
 class _StartupLine:
@@ -151,7 +152,7 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
         help="How a cell's results come back: 'websocket' (the streaming endpoint: output as the server "
              "flushes it), 'rest' (the long-poll loop: real servers hold each poll ~2 s), or 'auto': the "
              "websocket on servers without our extensions (real clusters), REST with them (the embedded "
-             "server, whose REST loop is lossless, resumable and answers within 10 ms).").tag(config=True)
+             "server, whose REST loop is lossless, resumable and answers printed text at once).").tag(config=True)
     keep_session = Bool(False, help="Keep the remote session when this kernel shuts down (a private embedded "
                         "server ends with its kernel, so there it cannot be kept): '%remote sessions' lists it, "
                         "'%remote attach NAME' binds a later kernel to it.").tag(config=True)
@@ -171,7 +172,8 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
         # comms (comms.py): the frontend's requests by msg_id, the between-cells event stream
         self._parents = ParentHeaders()
         self._history = History(history_path(jupyter_data_dir(), self.image))
-        self._events = EventFollower(self._events_target, self._publish_inner)
+        # (settle: what a poll delivered goes out before the next poll holds this process's GIL)
+        self._events = EventFollower(self._events_target, self._publish_inner, settle=self._iopub_sent)
         self._no_comms_note_due = False
         for msg_type in COMM_TYPES:
             self.shell_handlers[msg_type] = self._comm_from_frontend
@@ -312,7 +314,13 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
     def _wait_iopub_sent(self, running: _Running) -> None:
         """Let the cell's outputs, queued on the IOPub thread, reach the wire before the reply
         (a stock kernel gets that from flushing sys.stdout, which ours skips when it is empty)."""
-        if running.outputs_sent and self.iopub_thread is not None:
+        if running.outputs_sent > running.outputs_waited:
+            running.outputs_waited = running.outputs_sent
+            self._iopub_sent()
+
+    def _iopub_sent(self) -> None:
+        """Wait until the IOPub thread has sent what was published so far (at most 2 s)."""
+        if self.iopub_thread is not None:
             sent = threading.Event()
             self.iopub_thread.schedule(sent.set)
             sent.wait(2.0)
@@ -486,6 +494,10 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
                                   buffers=list(action.buffers) or None)
                 running.outputs_sent += 1
             elif isinstance(action, Send):
+                if running.outputs_sent > running.outputs_waited:
+                    # What this answer published goes out before the next poll: the IOPub thread
+                    # would otherwise wait for this thread to block in it (output lag).
+                    self._wait_iopub_sent(running)
                 try:
                     result = running.conduit.send(action.body, action.idempotent)
                 except (errors.APIError, errors.StreamUnavailable) as exc:
@@ -582,6 +594,7 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
 
     async def do_shutdown(self, restart):
         self._events.stop()
+        self._history.close(wait=False)  # inputs not written yet: now, not after the writer's delay
         running = self._running
         if running is not None:
             self._carry_out_now(running, running.cell.on_shutdown())
