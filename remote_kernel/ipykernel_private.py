@@ -67,10 +67,28 @@ class IPythonKernelWithoutEcho(NoReplySleep, IPythonKernel):
 # -- sys.stdout / sys.stderr -----------------------------------------------------------------
 
 
+class CountedFlushes(OutStream):
+    """An ``OutStream`` that counts the flushes its IOPub thread is in the middle of
+    (``flushing``): one has taken the written text from the buffers but not yet queued its
+    message, so a message queued meanwhile (a kernel's idle) would go out before that text."""
+
+    flushing = 0
+
+    def _flush(self) -> None:
+        self.flushing += 1
+        try:
+            super()._flush()
+        finally:
+            self.flushing -= 1
+
+
 def stream_is_idle(stream: OutStream) -> bool:
-    """Nothing is written to ``stream`` but not yet sent, and no flush of it is under way."""
+    """Nothing is written to ``stream`` but not yet sent, and no flush of it is under way
+    (``CountedFlushes.flushing``: read after the buffers, which a flush empties after counting)."""
     with stream._buffer_lock:
-        return not (stream._buffers or stream._flush_pending or stream._subprocess_flush_pending)
+        if stream._buffers or stream._flush_pending or stream._subprocess_flush_pending:
+            return False
+    return not getattr(stream, "flushing", 0)
 
 
 def unread_fd_output(stream: OutStream) -> bool:

@@ -34,7 +34,8 @@ from traitlets import Bool, DottedObjectName
 
 from remote_kernel import jsonio
 from remote_kernel.ipykernel_private import (
-    IPythonKernelWithoutEcho, flush_soon, push_out, read_shell_on_main_loop, stream_is_idle, unread_fd_output,
+    CountedFlushes, IPythonKernelWithoutEcho, flush_soon, push_out, read_shell_on_main_loop, stream_is_idle,
+    unread_fd_output,
 )
 
 FD_DRAIN_WAIT = 1.0  # seconds a flush waits for the fd watcher to take in a child's output
@@ -43,7 +44,7 @@ FD_DRAIN_WAIT = 1.0  # seconds a flush waits for the fd watcher to take in a chi
 PIECE_CHARS = 1 << 20
 
 
-class LeanOutStream(OutStream):
+class LeanOutStream(CountedFlushes):
     """An ``OutStream`` whose ``flush()`` returns at once when nothing waits to be sent, which
     sends its output in pieces of about ``PIECE_CHARS`` as it is written, and whose flushes a
     ``ServerIPythonKernel`` holds for a moment (``held``)."""

@@ -185,3 +185,13 @@ def test_large_output_goes_out_in_pieces_as_it_is_written(tmp_path):
     with lean_kernel(tmp_path, SERVER_KERNEL) as kc:
         _reply, iopub = messages_of(kc, code)
         assert [m["content"]["text"] for m in iopub if m["msg_type"] == "stream"] == ["x" * (1 << 20) + "\n", "end\n"]
+
+
+def test_every_piece_of_large_output_comes_before_idle(tmp_path):
+    """A piece its IOPub thread is still sending when the cell ends goes out before idle (the
+    end's flush must not take the stream for idle while a flush has its text in hand)."""
+    code = "import sys\nline = 'x' * 999 + '\\n'\nfor _ in range(6000): sys.stdout.write(line)"
+    with lean_kernel(tmp_path, SERVER_KERNEL) as kc:
+        for _ in range(8):
+            _reply, iopub = messages_of(kc, code)
+            assert sum(len(m["content"]["text"]) for m in iopub if m["msg_type"] == "stream") == 6_000_000
