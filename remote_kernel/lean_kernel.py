@@ -40,7 +40,10 @@ from remote_kernel.ipykernel_private import (
 
 FD_DRAIN_WAIT = 1.0  # seconds a flush waits for the fd watcher to take in a child's output
 # A stream sends what was written once this much waits, without waiting for its 0.2 s timer:
-# large output then flows in pieces, whose hops (kernel → server → bridge → frontend) overlap.
+# large output then flows in even pieces, whose hops (kernel → server → bridge → frontend)
+# overlap.  The writer waits for each piece to be queued: left to the IOPub thread alone, which
+# seldom gets the GIL (or a core) from a writing loop, 15 MB went out as ~5 uneven pieces and a
+# last one of 9 MB (15 MB cell: 0.55 of direct; waiting: 0.88-0.95, bench/README.md).
 PIECE_CHARS = 1 << 20
 
 
@@ -57,7 +60,10 @@ class LeanOutStream(CountedFlushes):
         self._unsent += len(string)
         if self._unsent >= PIECE_CHARS:
             self._unsent = 0
-            flush_soon(self)
+            if self.held:
+                flush_soon(self)  # (another thread writes while the reply is being sent)
+            else:
+                super().flush()
         return written
 
     def flush(self) -> None:
