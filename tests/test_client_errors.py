@@ -111,3 +111,10 @@ def test_a_tls_failure_is_not_told_to_start_the_server():
     refused = errors.ConnectionFailed("http://a:1", request="GET /", causes=[("http://a:1", "Connection refused")])
     assert str(refused) == ("GET / at http://a:1: Connection refused "
                             "(start the server or check BACKEND_ENDPOINT (every endpoint was tried))")
+
+
+def test_a_403_is_a_refusal_not_a_key_problem():
+    """A real manager answers 403 generic-forbidden to destroying a session it still prepares."""
+    assert errors.class_for(403, "generic-forbidden") is errors.Forbidden
+    assert errors.class_for(403, None) is errors.Forbidden
+    assert "BACKEND_SECRET_KEY" not in errors.Forbidden.hint

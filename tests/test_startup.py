@@ -11,6 +11,7 @@ def test_the_status_and_the_servers_words_for_it_are_read_from_either_spelling()
     assert status_of({"status": "PENDING", "status_info": "waiting for resources"}).info == "waiting for resources"
     assert status_of({"kernelId": "x"}) is None  # an older server's answer: it runs once answered
     assert status_of({"status": ""}) is None
+    assert status_of({"status": "PENDING", "statusInfo": "None"}).info == ""  # a manager's str(None)
 
 
 def test_running_and_ended_statuses():

@@ -99,3 +99,12 @@ def test_a_session_that_ends_before_it_runs_is_a_clear_error(slow_server):
     finally:
         remote.close()
     assert os.getpid() and psutil.pid_exists(slow_server.pid)  # the server lives on
+
+
+def test_remote_info_while_the_session_starts_says_how_far_it_is_without_waiting(slow_server, kernelspec_root):
+    with ks.running_kernel(ks.server_env(slow_server)) as (km, kc):
+        reply, outputs, _ = ks.execute(kc, "%remote info", timeout=SLOW / 2)  # sooner than the start
+        assert reply["status"] == "ok", (reply, outputs)
+        text = ks.stdout_of(outputs)
+        assert "session id: (not created)" in text and "waiting for: " in text, text
+        assert any(f"status: {s}" in text for s in ("REQUESTED", "PENDING", "SCHEDULED", "PREPARING", "PULLING")), text

@@ -269,10 +269,12 @@ class Client:
         sessions = body.get("sessions")
         return [s for s in sessions if isinstance(s, dict)] if isinstance(sessions, list) else []
 
-    def destroy_session(self, name: str) -> dict:
-        """Destroy; returns the ``stats`` (200) or ``{}`` (204)."""
+    def destroy_session(self, name: str, forced: bool = False) -> dict:
+        """Destroy; returns the ``stats`` (200) or ``{}`` (204).  ``forced``: also a session a
+        real manager is still scheduling or preparing (it refuses those with 403 otherwise)."""
         path = self._path(name)
-        body = self._json(self._call("DELETE", path), f"DELETE {path}")
+        response = self._call("DELETE", path, params={"forced": "true"} if forced else None)
+        body = self._json(response, f"DELETE {path}")
         if isinstance(body, dict):
             return body.get("stats", body) or {}
         return {}

@@ -86,6 +86,13 @@ class AuthenticationError(APIError):
     hint = "check BACKEND_ACCESS_KEY / BACKEND_SECRET_KEY and the machine's clock"
 
 
+class Forbidden(APIError):
+    """403 ``generic-forbidden``: the server refuses this call, e.g. destroying a session that is
+    still being scheduled or prepared (real managers want ``forced`` then)."""
+
+    hint = "the server refused this call for the session as it is now (see the message)"
+
+
 class InvalidRequestError(APIError):
     hint = "the request was rejected as invalid; check the arguments"
 
@@ -165,6 +172,7 @@ class BadResponse(APIError):
 SLUG_CLASSES: dict[str, type[APIError]] = {
     "auth-failed": AuthenticationError,
     "invalid-auth-params": AuthenticationError,
+    "generic-forbidden": Forbidden,
     "invalid-api-params": InvalidRequestError,
     "generic-bad-request": InvalidRequestError,
     "session-not-found": SessionNotFound,
@@ -191,7 +199,7 @@ SLUG_CLASSES: dict[str, type[APIError]] = {
 _STATUS_CLASSES: dict[int, type[APIError]] = {
     400: InvalidRequestError,
     401: AuthenticationError,
-    403: AuthenticationError,
+    403: Forbidden,
     404: NotFoundError,
     405: MethodNotAllowed,
     412: QuotaExceeded,

@@ -352,7 +352,9 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
                         return outcome
                     continue
                 client = None
-                if directive.command != "help":  # help is answered without the remote
+                # help needs no remote; info while the session starts says how far it is (no wait)
+                starting = directive.command == "info" and self.remote.startup is not None
+                if directive.command != "help" and not starting:
                     self._ensure_session(running)
                     client = self.remote.client()
                 info = self.remote.info()

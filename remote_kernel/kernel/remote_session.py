@@ -236,9 +236,12 @@ class RemoteSession:
                 return  # shutting down
             try:
                 answer = client.get_session(self.name)
-            except errors.RequestTimeout as exc:
-                raise errors.RequestTimeout(exc.endpoint, msg=f"{exc.msg}; the session was {status.status}",
-                                            request=exc.request) from None
+            except (errors.RequestTimeout, errors.ConnectionFailed, errors.ServerBusy) as exc:
+                # a manager busy starting kernels may not answer for a while: ask again (the
+                # cell's wait has no limit of its own; an interrupt ends it)
+                log.info("status of %s not answered (%s); asking again", self.name, type(exc).__name__)
+                status = StartupStatus(status.status, "the server did not answer; asking again", status.started_at)
+                continue
             now = status_of(answer) or StartupStatus(RUNNING)  # no status: the server says no more
             status = StartupStatus(now.status, now.info, status.started_at)
         self.startup = status
@@ -385,7 +388,16 @@ class RemoteSession:
                     # session (real managers do), owned by nobody: destroy it by name.
                     if self._asked_for is None:
                         return True  # never asked for: nothing to destroy
-                self.quick_client().destroy_session(self._asked_for or self.name)
+                try:
+                    self.quick_client().destroy_session(self._asked_for or self.name)
+                except errors.Forbidden:
+                    # a real manager refuses to destroy a session it is still scheduling or
+                    # preparing unless forced; a forced destroy may be held long: it is enough
+                    # that the manager got it
+                    try:
+                        self.quick_client().destroy_session(self._asked_for or self.name, forced=True)
+                    except errors.RequestTimeout:
+                        log.info("forced destroy of %s sent; the server ends it later", self.name)
                 return True
             except errors.SessionNotFound:
                 return True

@@ -42,7 +42,10 @@ def status_of(answer: dict) -> StartupStatus | None:
     if not isinstance(status, str) or not status:
         return None
     info = answer.get("statusInfo", answer.get("status_info"))
-    return StartupStatus(status.upper(), info.strip() if isinstance(info, str) else "")
+    info = info.strip() if isinstance(info, str) else ""
+    if info.lower() in ("none", "null"):  # a manager's str(None) right after the create
+        info = ""
+    return StartupStatus(status.upper(), info)
 
 
 def describe(name: str, image: str, status: StartupStatus, now: float) -> str:

@@ -26,6 +26,8 @@ PREPARING = "PREPARING"
 PULLING = "PULLING"
 ERROR = "ERROR"  # the start failed; kept for a while so that a client polling it learns why
 STARTING = frozenset({PENDING, SCHEDULED, PREPARING, PULLING})
+# what a real manager refuses to destroy unless forced (--slow-start imitates it)
+UNDESTROYABLE = frozenset({SCHEDULED, PREPARING})
 
 # (status, share of the SECONDS, statusInfo); PULLING's statusInfo is the pull's progress
 PHASES = (

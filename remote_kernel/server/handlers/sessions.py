@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from remote_kernel.server import startup
 from remote_kernel.server.base import BaseHandler
-from remote_kernel.server.errors import bad_params
+from remote_kernel.server.errors import APIProblem, bad_params
 from remote_kernel.server.handlers import execute
 
 
@@ -61,6 +62,12 @@ class SessionHandler(BaseHandler):
 
     async def delete(self, _family: str, ident: str) -> None:
         session = self.session(ident, allow_dead=True, starting=True)  # a start stops there
+        if self.state.config.slow_start and session.status in startup.UNDESTROYABLE and \
+                self.get_query_argument("forced", "false").lower() != "true":
+            # as a real manager (23.9): a session being scheduled or prepared is destroyed only
+            # when forced
+            raise APIProblem(403, "generic-forbidden", "Forbidden.",
+                             f"Cannot destroy sessions in {session.status.lower()} status (use forced)")
         stats = {"numQueriesExecuted": session.num_queries}
         await self.state.manager.destroy(session)
         self.write_json({"stats": stats})
