@@ -360,7 +360,7 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
                 info = self.remote.info()
                 if client is not None:
                     info["execute loop"] = self._execute_loop(client)
-                    info["kept at shutdown"] = self._kept_at_shutdown()
+                info["kept at shutdown"] = self._kept_at_shutdown()
                 if directive.command == "sessions" and protocol.EXT_SESSION_LIST not in self.remote.extensions:
                     raise directives_mod.DirectiveError(
                         f"{self.remote.endpoint} offers no session list (our session-list extension); a "

@@ -201,7 +201,10 @@ class RemoteSession:
             client = self.client()
             client.api_version  # discovery first: a wrong endpoint fails here, clearly
             self.startup = StartupStatus(REQUESTED, "", started)
-            self._asked_for = self.name
+            with self._lock:  # against destroy(): either it sees this name, or no call goes out
+                if self._closed:
+                    raise errors.ConfigError("the kernel shut down before its session was asked for")
+                self._asked_for = self.name
             try:
                 # enqueueOnly: real managers otherwise hold the call until the session runs
                 # (minutes of queueing or image pulls); we follow its status instead
@@ -373,21 +376,22 @@ class RemoteSession:
 
     def destroy(self, timeout: float = 5.0) -> bool:
         """Destroy the remote session, waiting at most ``timeout`` seconds.  True when done."""
-        self._closed = True
+        with self._lock:
+            self._closed = True
         self._stop_following.set()
         future = self._creation
         if future is None or self.embedded is not None:
             return True  # a private server ends its sessions itself when it stops (close())
 
         def destroy() -> bool:
+            # By name, at once: not after the creation thread, which may wait on a create or a
+            # status call a stalled manager does not answer (the process would be gone before
+            # any DELETE).  Once a create call went out the server may make the session even if
+            # it never answers (real managers do): it is destroyed by name all the same.  A
+            # creation thread that has not sent its call yet sees ``_closed`` and sends none.
+            if self._asked_for is None:
+                return True  # never asked for (and, closed now, never will be): nothing to destroy
             try:
-                try:
-                    future.result(timeout)
-                except BaseException:
-                    # The create call failed or got no answer; the server may still make the
-                    # session (real managers do), owned by nobody: destroy it by name.
-                    if self._asked_for is None:
-                        return True  # never asked for: nothing to destroy
                 try:
                     self.quick_client().destroy_session(self._asked_for or self.name)
                 except errors.Forbidden:
