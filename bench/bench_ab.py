@@ -28,7 +28,7 @@ from contextlib import ExitStack
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import BRIDGE_SPEC, DIRECT_SPEC, EmbeddedServer, Frontend, kernelspecs, print_table  # noqa: E402
+from common import BRIDGE_SPEC, DIRECT_SPEC, ServerUnderBench, Frontend, kernelspecs, print_table  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CELLS = {"trivial": "x = 1", "print": "x5 = 5\nprint(x5)", "result": "x5 = 5\nx5"}
@@ -51,7 +51,7 @@ def unpack(revision: str, into: str) -> str:
     return folder
 
 
-class VersionServer(EmbeddedServer):
+class VersionServer(ServerUnderBench):
     """`remote-kernel serve` importing the version in ``tree`` (its PYTHONPATH and working folder)."""
 
     def __init__(self, tree: str):

@@ -24,7 +24,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (  # noqa: E402
-    BRIDGE_REST_SPEC, BRIDGE_SPEC, BRIDGE_WS_SPEC, DIRECT_SPEC, EmbeddedServer, Frontend, kernelspecs, print_ratio,
+    BRIDGE_REST_SPEC, BRIDGE_SPEC, BRIDGE_WS_SPEC, DIRECT_SPEC, ServerUnderBench, Frontend, kernelspecs, print_ratio,
     print_table, settle)
 
 STREAM_CELL = """\
@@ -42,7 +42,7 @@ sys.stdout.flush()
 """
 
 
-def bench_trivial(direct: Frontend, bridge: Frontend, server: EmbeddedServer, reps: int) -> None:
+def bench_trivial(direct: Frontend, bridge: Frontend, server: ServerUnderBench, reps: int) -> None:
     for fe in (direct, bridge):
         for _ in range(10):
             fe.execute("x = 1")
@@ -58,7 +58,7 @@ def bench_trivial(direct: Frontend, bridge: Frontend, server: EmbeddedServer, re
     bench_floor(bridge, direct, server, max(50, reps // 3))
 
 
-def bench_floor(bridge: Frontend, direct: Frontend, server: EmbeddedServer, reps: int) -> None:
+def bench_floor(bridge: Frontend, direct: Frontend, server: ServerUnderBench, reps: int) -> None:
     """The two parts of the bridge's round trip, each measured alone: the bridge kernel itself (an
     empty cell never leaves it: busy, execute_input, reply, idle through its own sockets) and the
     remote path its execute loop waits for (the API client running `x = 1` straight against the
@@ -122,7 +122,7 @@ def bench_manager_streaming(reps: int) -> None:
     coalescing 2 s); the bridge's REST loop (the original integration's) against its websocket
     loop (the default on such servers)."""
     lags = {"rest": [], "websocket": []}
-    with EmbeddedServer("--no-extensions", "--coalesce", "2") as manager, \
+    with ServerUnderBench("--no-extensions", "--coalesce", "2") as manager, \
             Frontend(BRIDGE_REST_SPEC, manager.env()) as rest, Frontend(BRIDGE_WS_SPEC, manager.env()) as ws:
         for fe in (rest, ws):
             fe.execute("x = 0")
@@ -189,11 +189,11 @@ def throughput_floor(direct_median: float) -> None:
           f"{direct_median / floor:.2f}; in 1 MiB pieces the hops overlap")
 
 
-def bench_startup(server: EmbeddedServer, reps: int) -> None:
+def bench_startup(server: ServerUnderBench, reps: int) -> None:
     """``bridge``: the server as it runs by default, with a spare kernel ready (--warm-kernels 1);
     ``cold``: a server started with --warm-kernels 0, so the session waits for its kernel."""
     times = {"direct": [], "bridge": [], "cold": []}
-    with EmbeddedServer("--warm-kernels", "0") as cold_server:
+    with ServerUnderBench("--warm-kernels", "0") as cold_server:
         for _ in range(reps):
             for label, name, env in (("direct", DIRECT_SPEC, None), ("bridge", BRIDGE_SPEC, server.env()),
                                      ("cold", BRIDGE_SPEC, cold_server.env())):
@@ -210,7 +210,7 @@ def bench_startup(server: EmbeddedServer, reps: int) -> None:
     print(f"without a spare kernel (cold server)/direct median: {cold:.2f}")
 
 
-def bench_notebook(server: EmbeddedServer, reps: int, cells: int) -> None:
+def bench_notebook(server: ServerUnderBench, reps: int, cells: int) -> None:
     """What ``nbclient.execute()`` does, phase by phase: launch to ready, the cells, and the
     shutdown (for the bridge: until its remote session is destroyed and the process exits)."""
     import nbformat
@@ -263,7 +263,7 @@ def main() -> None:
     only = set(args.only.split(","))
     q = args.quick
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
-    with kernelspecs(), EmbeddedServer() as server:
+    with kernelspecs(), ServerUnderBench() as server:
         if only & {"trivial", "streaming", "throughput"}:
             with Frontend(DIRECT_SPEC) as direct, Frontend(BRIDGE_SPEC, server.env()) as bridge:
                 if "trivial" in only:

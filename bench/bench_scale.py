@@ -23,7 +23,7 @@ from jupyter_core.utils import ensure_event_loop
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import BRIDGE_SPEC, DIRECT_SPEC, EmbeddedServer, Frontend, kernelspecs, print_ratio, print_table  # noqa: E402
+from common import BRIDGE_SPEC, DIRECT_SPEC, ServerUnderBench, Frontend, kernelspecs, print_ratio, print_table  # noqa: E402
 
 CELL = "x = {i}\nprint(x)"
 
@@ -36,7 +36,7 @@ def run_cells(fe: Frontend, cells: int, times: list, failures: list) -> None:
             failures.append(repr(exc))
 
 
-def one_round(server: EmbeddedServer | None, kernels: int, cells: int) -> tuple[list, list, float, float]:
+def one_round(server: ServerUnderBench | None, kernels: int, cells: int) -> tuple[list, list, float, float]:
     """(per-cell times, failures, wall seconds, CPU seconds the whole chain spent per cell);
     bridge kernels on ``server``, or direct ipykernels when it is None."""
     frontends = []
@@ -107,7 +107,7 @@ def main() -> None:
     # container of a real server has); a shared ~/.ipython database serialised them on its lock
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
     server_env = {}
-    with kernelspecs(), EmbeddedServer(env=server_env) as server:
+    with kernelspecs(), ServerUnderBench(env=server_env) as server:
         proc = psutil.Process(server.proc.pid)
         with Frontend(BRIDGE_SPEC, server.env()) as single:
             single.execute("x = 0")

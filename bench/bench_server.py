@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import DIRECT_SPEC, EmbeddedServer, Frontend, kernelspecs, print_ratio, print_table  # noqa: E402
+from common import DIRECT_SPEC, ServerUnderBench, Frontend, kernelspecs, print_ratio, print_table  # noqa: E402
 
 from remote_kernel.client import APIConfig, Client  # noqa: E402
 from remote_kernel.client.loop import Record  # noqa: E402
@@ -66,7 +66,7 @@ def main() -> int:
     stream_n = 20 if args.quick else 40
     rounds = 1 if args.quick else 3
 
-    with kernelspecs(), EmbeddedServer() as server, Frontend(DIRECT_SPEC) as direct:
+    with kernelspecs(), ServerUnderBench() as server, Frontend(DIRECT_SPEC) as direct:
         client = Client(APIConfig(endpoint=[server.url], access_key=server.access_key,
                                   secret_key=server.secret_key))
         client.create_session("python", name="bench-server")

@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (  # noqa: E402
-    BRIDGE_SPEC, DIRECT_SPEC, EmbeddedServer, Frontend, kernelspecs, print_ratio, print_table)
+    BRIDGE_SPEC, DIRECT_SPEC, ServerUnderBench, Frontend, kernelspecs, print_ratio, print_table)
 
 SETUP_CELL = """\
 import ipywidgets as w
@@ -125,7 +125,7 @@ class RemotePath:
     """The round trip with the API client: POST /comm, answered by the event stream that a
     second client long-polls in a thread (what the bridge's EventFollower does)."""
 
-    def __init__(self, server: EmbeddedServer):
+    def __init__(self, server: ServerUnderBench):
         from remote_kernel.client import APIConfig, Client
 
         config = dict(endpoint=[server.url], access_key=server.access_key, secret_key=server.secret_key)
@@ -193,7 +193,7 @@ class RemotePath:
         self.poller.close()
 
 
-def bench_breakdown(server: EmbeddedServer, direct: WidgetFrontend, bridge: WidgetFrontend,
+def bench_breakdown(server: ServerUnderBench, direct: WidgetFrontend, bridge: WidgetFrontend,
                     reps: int) -> None:
     remote = RemotePath(server)
     try:
@@ -490,7 +490,7 @@ def bench_trace(reps: int) -> None:
         (folder / "log").mkdir()
         env = {"RK_BENCH_TRACE": str(folder / "log"),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(folder / "site"), os.environ.get("PYTHONPATH")]))}
-        with EmbeddedServer(env=env) as server:
+        with ServerUnderBench(env=env) as server:
             with Frontend(DIRECT_SPEC, env) as d, Frontend(BRIDGE_SPEC, {**server.env(), **env}) as b:
                 direct, bridge = WidgetFrontend(d), WidgetFrontend(b)
                 for wf in (direct, bridge):
@@ -529,7 +529,7 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load {load:.2f}")
     with kernelspecs():
-        with EmbeddedServer() as server, Frontend(DIRECT_SPEC) as d, Frontend(BRIDGE_SPEC, server.env()) as b:
+        with ServerUnderBench() as server, Frontend(DIRECT_SPEC) as d, Frontend(BRIDGE_SPEC, server.env()) as b:
             direct, bridge = WidgetFrontend(d), WidgetFrontend(b)
             bench_round_trip(direct, bridge, reps)
             bench_breakdown(server, direct, bridge, max(50, reps // 2))

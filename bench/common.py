@@ -106,7 +106,7 @@ def settle(seconds: float = 2.0) -> None:
     time.sleep(seconds)
 
 
-class EmbeddedServer:
+class ServerUnderBench:
     """`remote-kernel serve --port 0` as a real subprocess; the bridge reaches it over HTTP."""
 
     def __init__(self, *extra_args: str, env: dict | None = None):
