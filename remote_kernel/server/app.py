@@ -193,8 +193,9 @@ def register_serve(subparsers) -> None:
                              "(default 120)")
     parser.add_argument("--no-extensions", dest="extensions", action="store_false",
                         help="offer none of our protocol extensions (lossless Jupyter outputs, "
-                             "resumable runs, inspect/is_complete): behave exactly like a classic "
-                             "server")
+                             "resumable runs, comm messages and the event stream for widgets, the "
+                             "session and image lists, inspect/is_complete): behave exactly like a "
+                             "classic server")
     parser.add_argument("--parent-pid", type=int, default=None, metavar="PID",
                         help="exit (stopping every kernel) when process PID is gone")
     parser.add_argument("--log-level", default="WARNING")
