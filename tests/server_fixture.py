@@ -138,10 +138,9 @@ def start_server(root: str | None = None, *extra: str, env: dict | None = None) 
     return ServerProcess(url, access, secret, proc.pid, root, proc, other, other_secret, stderr_path)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = start_server(str(tmp_path_factory.mktemp("server-root")))
-    yield srv
+def stop_checked(srv: ServerProcess) -> None:
+    """Stop ``srv`` and check it ended cleanly: exit 0, no kernel left, no secret and no
+    unexpected exception in its log."""
     kids = live_descendants(srv.pid)
     code = srv.stop()
     assert code == 0, f"server exited with {code}"
@@ -151,3 +150,10 @@ def server(tmp_path_factory):
         text = log.read()
     assert srv.secret_key not in text and srv.other_secret not in text, "a secret reached the log"
     assert "Traceback" not in text, "the server logged an unexpected exception:\n" + text[-3000:]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = start_server(str(tmp_path_factory.mktemp("server-root")))
+    yield srv
+    stop_checked(srv)

@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 import kernel_support as ks
+from remote_kernel.client import errors
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +98,7 @@ def test_a_kept_session_survives_its_kernel_and_is_listed(server):
         assert reply["status"] == "ok", (reply, outputs)
         assert ks.stdout_of(outputs).endswith("42\n")
     with ks.api_client(server) as client:  # attached without keep_session: ended with its kernel
-        with pytest.raises(Exception):
+        with pytest.raises(errors.SessionNotFound):
             client.get_session(name)
 
 
@@ -105,8 +106,6 @@ def test_without_keep_the_session_ends_with_its_kernel(server):
     with ks.running_kernel(ks.server_env(server)) as (km, kc):
         name = session_name(kc)
     with ks.api_client(server) as client:
-        from remote_kernel.client import errors
-
         with pytest.raises(errors.SessionNotFound):
             client.get_session(name)
 

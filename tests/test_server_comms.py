@@ -87,9 +87,7 @@ def client(server):
     return server.client()
 
 
-@pytest.fixture(scope="module")
-def shared(client):
-    """One session for the tests that only need one to exist."""
+def a_session(client):
     name = "c-" + uuid.uuid4().hex[:10]
     client.create_session("python", name=name)
     yield name
@@ -97,18 +95,18 @@ def shared(client):
         client.destroy_session(name)
     except errors.APIError:
         pass
+
+
+@pytest.fixture(scope="module")
+def shared(client):
+    """One session for the tests that only need one to exist."""
+    yield from a_session(client)
 
 
 @pytest.fixture
 def sess(client):
     """A fresh session per test: each has its own event stream, from cursor 0."""
-    name = "c-" + uuid.uuid4().hex[:10]
-    client.create_session("python", name=name)
-    yield name
-    try:
-        client.destroy_session(name)
-    except errors.APIError:
-        pass
+    yield from a_session(client)
 
 
 OBSERVE = """

@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 import websocket
-from _procs import live_descendants, survivors
-from server_fixture import start_server
+from _procs import live_descendants
+from server_fixture import start_server, stop_checked
 
 from remote_kernel import protocol
 from remote_kernel.client.auth import BackendAIAuth
@@ -35,17 +35,6 @@ BROKEN = "rk-test-broken"  # a kernelspec whose kernel exits at once
 
 def new_name() -> str:
     return "slow-" + uuid.uuid4().hex[:10]
-
-
-def stop_checked(srv) -> None:
-    kids = live_descendants(srv.pid)
-    code = srv.stop()
-    assert code == 0, f"server exited with {code}"
-    left = survivors(kids, timeout=5)
-    assert not left, f"kernel processes survived the server: {left}"
-    with open(srv.stderr_path, encoding="utf-8", errors="replace") as log:
-        text = log.read()
-    assert "Traceback" not in text, "the server logged an unexpected exception:\n" + text[-3000:]
 
 
 @pytest.fixture(scope="module")

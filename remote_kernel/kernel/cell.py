@@ -34,7 +34,7 @@ from typing import Any, Union
 from remote_kernel import protocol
 from remote_kernel.client import Done, InputWanted, Record, RunState, errors
 from remote_kernel.kernel.comms import inner_message
-from remote_kernel.kernel.outputs import Message, OutputContext, StreamBuffer, make_error, translate
+from remote_kernel.kernel.outputs import OutputContext, StreamBuffer, make_error, translate
 
 # Why a cell found no session before the remote answered it: the next one is made (cell re-run).
 SESSION_GONE = "the remote session was gone (servers end sessions left idle, and anyone may destroy one)"
@@ -424,5 +424,5 @@ def _inner_reply(done: Done | None) -> dict | None:
 
 __all__ = [
     "Abandon", "Action", "AskInput", "CancelInput", "Cell", "EndStream", "Finish", "ForgetSession",
-    "InterruptRemote", "Message", "Publish", "RestartRun", "Send", "UseRest", "WaitUntil", "error_of_exception",
+    "InterruptRemote", "Publish", "RestartRun", "Send", "UseRest", "WaitUntil", "error_of_exception",
 ]

@@ -496,10 +496,9 @@ class RemoteKernel(KeepsBadConfigOut, NoReplySleep):
                                   buffers=list(action.buffers) or None)
                 running.outputs_sent += 1
             elif isinstance(action, Send):
-                if running.outputs_sent > running.outputs_waited:
-                    # What this answer published goes out before the next poll: the IOPub thread
-                    # would otherwise wait for this thread to block in it (output lag).
-                    self._wait_iopub_sent(running)
+                # What this answer published goes out before the next poll: the IOPub thread
+                # would otherwise wait for this thread to block in it (output lag).
+                self._wait_iopub_sent(running)
                 try:
                     result = running.conduit.send(action.body, action.idempotent)
                 except (errors.APIError, errors.StreamUnavailable) as exc:
